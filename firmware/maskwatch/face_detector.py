@@ -1,0 +1,239 @@
+"""BlazeFace face detection over a whole frame, small faces included.
+
+The full-range BlazeFace model sees a 192x192 input. Letterboxing a 1280x720 frame into it
+shrinks a 40 px face to 6 px, below what the model finds reliably, so the detector runs the
+model on the whole frame (large faces) plus on overlapping tiles sized so that the configured
+minimum face width still covers ``MIN_FACE_IN_INPUT`` pixels of model input. All views go
+through the model one after another (its output shape fixes the batch at 1), and the results are merged by MediaPipe's weighted NMS.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from maskwatch.tflite_runtime import Model
+from maskwatch.types import Face
+
+log = logging.getLogger(__name__)
+
+FULL_RANGE_MODEL = "blazeface/face_detection_full_range.tflite"
+# Smallest face width (in model-input pixels) the full-range model finds reliably; measured
+# by scripts/measure_detector_scale.py on the demo photo (recall >= 0.95 from this size up).
+MIN_FACE_IN_INPUT = 14.0
+# Tiles overlap by this factor times the smallest face the whole-frame view can find, so a
+# face is always wholly inside some view.
+OVERLAP_MARGIN = 1.3
+
+
+@dataclass(frozen=True)
+class View:
+    """A square region of the frame fed to the model: frame pixels [x, x+size) x [y, y+size)."""
+
+    x: int
+    y: int
+    size: int
+    whole_frame: bool
+
+
+def plan_views(width: int, height: int, min_face: float, input_size: int) -> list[View]:
+    """The whole frame plus, when needed, a grid of tiles small enough for ``min_face``."""
+    longest = max(width, height)
+    views = [View(0, 0, longest, True)]
+    tile = int(input_size * min_face / MIN_FACE_IN_INPUT)
+    if tile >= longest:
+        return views
+    overlap = int(math.ceil(OVERLAP_MARGIN * MIN_FACE_IN_INPUT * longest / input_size))
+    overlap = min(overlap, tile // 2)
+    xs = _tile_starts(width, tile, overlap)
+    ys = _tile_starts(height, tile, overlap)
+    views += [View(x, y, tile, False) for y in ys for x in xs]
+    return views
+
+
+def _tile_starts(length: int, tile: int, overlap: int) -> list[int]:
+    if length <= tile:
+        return [0]
+    count = math.ceil((length - overlap) / (tile - overlap))
+    step = (length - tile) / (count - 1)
+    return [int(round(i * step)) for i in range(count)]
+
+
+def ssd_anchors(input_size: int, strides: list[int], anchors_per_layer: int) -> np.ndarray:
+    """Anchor centres (N x 2, in 0..1) as MediaPipe's SsdAnchorsCalculator makes them with
+    fixed anchor size: consecutive layers with the same stride share one grid."""
+    centres = []
+    i = 0
+    while i < len(strides):
+        stride = strides[i]
+        repeats = 0
+        while i < len(strides) and strides[i] == stride:
+            repeats += anchors_per_layer
+            i += 1
+        grid = int(math.ceil(input_size / stride))
+        for gy in range(grid):
+            for gx in range(grid):
+                centres.extend([((gx + 0.5) / grid, (gy + 0.5) / grid)] * repeats)
+    return np.asarray(centres, dtype=np.float32)
+
+
+def weighted_nms(
+    boxes: np.ndarray, scores: np.ndarray, keypoints: np.ndarray, iou_threshold: float
+) -> list[tuple[np.ndarray, float, np.ndarray]]:
+    """MediaPipe's WEIGHTED overlap suppression: overlapping candidates are averaged by score
+    instead of discarded, which steadies boxes between frames."""
+    order = np.argsort(-scores)
+    remaining = order
+    results = []
+    while remaining.size:
+        best = remaining[0]
+        ious = box_iou(boxes[best], boxes[remaining])
+        group = remaining[ious > iou_threshold]
+        weights = scores[group][:, None]
+        total = float(weights.sum())
+        box = (boxes[group] * weights).sum(axis=0) / total
+        kps = (keypoints[group] * weights[:, :, None]).sum(axis=0) / total
+        results.append((box, float(scores[best]), kps))
+        remaining = remaining[ious <= iou_threshold]
+    return results
+
+
+def box_iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+    """IoU of one x1,y1,x2,y2 box against many."""
+    x1 = np.maximum(box[0], boxes[:, 0])
+    y1 = np.maximum(box[1], boxes[:, 1])
+    x2 = np.minimum(box[2], boxes[:, 2])
+    y2 = np.minimum(box[3], boxes[:, 3])
+    inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
+    area = (box[2] - box[0]) * (box[3] - box[1])
+    areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    return inter / np.maximum(area + areas - inter, 1e-9)
+
+
+class FaceDetector:
+    """Finds faces in an RGB frame; returns the ``max_faces`` largest, each >= ``min_face``."""
+
+    def __init__(
+        self,
+        models_dir: Path,
+        min_face: float = 40,
+        score_threshold: float = 0.6,
+        nms_iou: float = 0.3,
+        max_faces: int = 8,
+        threads: int = 1,
+    ) -> None:
+        self.model = Model(models_dir / FULL_RANGE_MODEL, threads=threads)
+        self.input_size = self.model.input_shape[1]
+        self.anchors = ssd_anchors(self.input_size, [4], 1)
+        self.min_face = float(min_face)
+        self.score_threshold = score_threshold
+        self.nms_iou = nms_iou
+        self.max_faces = max_faces
+        self._logit_threshold = math.log(score_threshold / (1.0 - score_threshold))
+
+    def detect(self, image: np.ndarray) -> list[Face]:
+        height, width = image.shape[:2]
+        views = plan_views(width, height, self.min_face, self.input_size)
+        scaled: dict[int, np.ndarray] = {}
+        boxes, scores, kps = [], [], []
+        for view in views:
+            if view.size not in scaled:
+                scaled[view.size] = self._scale_frame(image, view.size)
+            model_input = self._view_input(scaled[view.size], view)
+            regressors, logits = self._ordered_outputs(self.model.run(model_input))
+            keep = logits[0, :, 0] > self._logit_threshold
+            if not keep.any():
+                continue
+            b, k = self._decode(regressors[0][keep], self.anchors[keep], view)
+            inside = self._not_cut_by_tile(b, view, width, height)
+            boxes.append(b[inside])
+            kps.append(k[inside])
+            scores.append(_sigmoid(logits[0, keep, 0])[inside])
+        if not boxes:
+            return []
+        merged = weighted_nms(
+            np.concatenate(boxes), np.concatenate(scores), np.concatenate(kps), self.nms_iou
+        )
+        faces = [
+            Face(tuple(float(v) for v in _clip_box(b, width, height)), s, k)  # type: ignore[arg-type]
+            for b, s, k in merged
+            if (b[2] - b[0]) >= self.min_face
+        ]
+        faces.sort(key=lambda f: f.width * f.height, reverse=True)
+        return faces[: self.max_faces]
+
+    def _scale_frame(self, image: np.ndarray, view_size: int) -> np.ndarray:
+        """The whole frame resized once for all views of one size (tiles share a scale)."""
+        scale = self.input_size / view_size
+        h = max(1, int(round(image.shape[0] * scale)))
+        w = max(1, int(round(image.shape[1] * scale)))
+        return cv2.resize(image, (w, h), interpolation=cv2.INTER_AREA)
+
+    def _view_input(self, scaled: np.ndarray, view: View) -> np.ndarray:
+        """The view cut from the scaled frame, zero-padded to the model input, in [-1, 1]."""
+        scale = self.input_size / view.size
+        x0, y0 = int(round(view.x * scale)), int(round(view.y * scale))
+        crop = scaled[y0 : y0 + self.input_size, x0 : x0 + self.input_size]
+        canvas = np.full((1, self.input_size, self.input_size, 3), -1.0, np.float32)
+        canvas[0, : crop.shape[0], : crop.shape[1]] = crop * (1.0 / 127.5) - 1.0
+        return canvas
+
+    @staticmethod
+    def _ordered_outputs(outputs: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """Regressors (16 values per anchor) and score logits (1 value), whatever their order."""
+        if outputs[0].shape[-1] == 16:
+            return outputs[0], outputs[1]
+        return outputs[1], outputs[0]
+
+    def _decode(
+        self, raw: np.ndarray, anchors: np.ndarray, view: View
+    ) -> tuple[np.ndarray, np.ndarray]:
+        s = float(self.input_size)
+        cx = raw[:, 0] / s + anchors[:, 0]
+        cy = raw[:, 1] / s + anchors[:, 1]
+        w = raw[:, 2] / s
+        h = raw[:, 3] / s
+        boxes = np.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], axis=1)
+        kps = raw[:, 4:16].reshape(-1, 6, 2) / s + anchors[:, None, :]
+        offset = np.array([view.x, view.y], np.float32)
+        boxes = boxes * view.size + np.tile(offset, 2)
+        kps = kps * view.size + offset
+        return boxes, kps
+
+    @staticmethod
+    def _not_cut_by_tile(boxes: np.ndarray, view: View, width: int, height: int) -> np.ndarray:
+        """Faces touching a tile edge that lies inside the frame are partial; another view
+        holds them whole, so they are dropped here instead of skewing the merged box."""
+        if view.whole_frame:
+            return np.ones(len(boxes), bool)
+        margin = 2.0
+        keep = np.ones(len(boxes), bool)
+        if view.x > 0:
+            keep &= boxes[:, 0] > view.x + margin
+        if view.y > 0:
+            keep &= boxes[:, 1] > view.y + margin
+        if view.x + view.size < width:
+            keep &= boxes[:, 2] < view.x + view.size - margin
+        if view.y + view.size < height:
+            keep &= boxes[:, 3] < view.y + view.size - margin
+        return keep
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-np.clip(x, -100, 100)))
+
+
+def _clip_box(box: np.ndarray, width: int, height: int) -> np.ndarray:
+    return np.array(
+        [
+            min(max(box[0], 0.0), width),
+            min(max(box[1], 0.0), height),
+            min(max(box[2], 0.0), width),
+            min(max(box[3], 0.0), height),
+        ]
+    )

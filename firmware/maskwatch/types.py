@@ -1,0 +1,89 @@
+"""Value types passed between pipeline stages.
+
+They are plain dataclasses so every stage can be driven by tests with hand-made values and the
+stages never import each other just to share a shape.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+
+import numpy as np
+
+Box = tuple[float, float, float, float]
+
+
+class Label(str, Enum):
+    MASK = "mask"
+    NO_MASK = "no_mask"
+    INCORRECT = "incorrect"
+    UNKNOWN = "unknown"
+
+
+ALARM_LABELS = (Label.NO_MASK, Label.INCORRECT)
+
+
+@dataclass(frozen=True)
+class Frame:
+    """One image with the time it was taken; ``t`` is video/sensor time in seconds, so the
+    decision logic never depends on how fast the machine runs."""
+
+    image: np.ndarray  # H x W x 3, RGB, uint8
+    t: float
+    index: int
+
+    @property
+    def width(self) -> int:
+        return int(self.image.shape[1])
+
+    @property
+    def height(self) -> int:
+        return int(self.image.shape[0])
+
+
+@dataclass(frozen=True)
+class Face:
+    """A detected face in pixels of the frame it came from."""
+
+    box: Box  # x1, y1, x2, y2
+    score: float
+    keypoints: np.ndarray  # 6 x 2: right eye, left eye, nose, mouth, right ear, left ear
+
+    @property
+    def width(self) -> float:
+        return self.box[2] - self.box[0]
+
+    @property
+    def height(self) -> float:
+        return self.box[3] - self.box[1]
+
+
+@dataclass(frozen=True)
+class Classification:
+    label: Label
+    confidence: float
+    probs: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class FaceResult:
+    """A face after classification; ``reason`` says why a face was not classified."""
+
+    face: Face
+    classification: Classification
+    track_id: int | None = None
+    reason: str | None = None
+
+
+@dataclass(frozen=True)
+class Alarm:
+    """An alarm decided for one track; outputs turn it into messages."""
+
+    event_id: str
+    t: float
+    frame_index: int
+    track_id: int
+    label: Label
+    confidence: float
+    box: Box
