@@ -136,9 +136,11 @@ class FaceDetector:
         self.max_faces = max_faces
         self._logit_threshold = math.log(score_threshold / (1.0 - score_threshold))
 
-    def detect(self, image: np.ndarray) -> list[Face]:
+    def detect(self, image: np.ndarray, min_face: float | None = None) -> list[Face]:
+        """Faces of at least ``min_face`` px (default: the configured one) in ``image``."""
+        min_face = self.min_face if min_face is None else min_face
         height, width = image.shape[:2]
-        views = plan_views(width, height, self.min_face, self.input_size)
+        views = plan_views(width, height, min_face, self.input_size)
         scaled: dict[int, np.ndarray] = {}
         boxes, scores, kps = [], [], []
         for view in views:
@@ -162,7 +164,7 @@ class FaceDetector:
         faces = [
             Face(tuple(float(v) for v in _clip_box(b, width, height)), s, k)  # type: ignore[arg-type]
             for b, s, k in merged
-            if (b[2] - b[0]) >= self.min_face
+            if (b[2] - b[0]) >= min_face
         ]
         faces.sort(key=lambda f: f.width * f.height, reverse=True)
         return faces[: self.max_faces]

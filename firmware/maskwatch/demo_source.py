@@ -1,0 +1,548 @@
+"""A synthetic, deterministic entrance scene, so the whole pipeline runs with no camera and no
+recorded data (first start, CI, a laptop demo).
+
+One person (the public-domain astronaut photo, cut out) walks about in front of an indoor wall,
+nearer and farther, and puts a surgical mask on and off in a fixed cycle; a second, smaller person
+stands in a doorway and always wears one. Every frame is a pure function of its index and the
+seed, and :meth:`DemoSource.truth` says where the faces are and whether they are masked, so tests
+can check detection, classification and alarm timing end to end.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from maskwatch.frame_source import FrameSource, SourceError
+from maskwatch.model_fetch import ASSETS, sha256_of
+from maskwatch.types import Box, Frame
+
+log = logging.getLogger(__name__)
+
+PHOTO = "demo/astronaut.png"
+# BlazeFace (full range) on the 512x512 photo, measured once with FaceDetector and kept here so
+# the source never needs the detector. Keypoints: right eye, left eye, nose, mouth, right ear,
+# left ear (the subject's right is on the image's left).
+PHOTO_FACE_BOX = (173.27, 67.93, 279.83, 174.48)
+PHOTO_KEYPOINTS = np.array(
+    [[205.3, 102.0], [246.6, 105.3], [224.6, 130.3], [223.4, 148.3], [181.6, 109.1],
+     [269.8, 115.0]],
+    np.float32,
+)
+# The person's outline in the photo: hair and face inside the head ellipse (its background is
+# keyed out by colour), shoulders, suit and the helmet held in front inside the body polygon.
+HEAD_ELLIPSE = ((228, 100), (78, 88))
+FACE_CORE_ELLIPSE = ((226, 124), (44, 58))
+BODY_OUTLINE = np.array(
+    [[112, 196], [120, 178], [134, 163], [155, 152], [185, 147], [225, 150], [250, 172],
+     [262, 176], [276, 186], [290, 200], [300, 218], [304, 240], [318, 246], [332, 256], [344, 270],
+     [350, 290], [355, 320], [360, 346], [372, 343], [392, 341], [412, 343], [432, 349],
+     [452, 359], [470, 374], [485, 392], [495, 412], [501, 434], [512, 452], [512, 512],
+     [20, 512], [22, 400], [25, 360], [29, 330], [37, 308], [45, 288], [53, 265], [63, 248], [76, 232], [95, 218], [106, 208]],
+    np.int32,
+)
+# Sprites are drawn at twice the photo's resolution: the near person's face is up to 2.4 times
+# the photo's, and the mask's thin pleat and loop lines need the extra pixels.
+SPRITE_SCALE = 2.0
+
+# Scene layout for a 1280x720 frame; other sizes scale it (x by width, sizes and y by height).
+REF_HEIGHT = 720.0
+NEAR_FACE_WIDTH = (120.0, 260.0)
+FAR_FACE_WIDTH = (62.0, 78.0)
+FLOOR_Y = 0.80
+DOOR = (0.775, 0.13, 0.945)  # left x, top y, right x of the opening (it reaches the floor)
+COUNTER_TOP_Y = 0.64
+FAR_FACE_Y = 0.40
+
+# Surgical mask in face units: origin between the eyes, u towards the subject's left eye, v down
+# (towards the mouth), one unit = distance between the eyes. Outline clockwise from the nose
+# bridge; the right half is mirrored. Chosen on the photo: from just below the eyes over the nose
+# bridge, to the ears at the sides and below the chin.
+MASK_HALF_OUTLINE = [
+    (0.00, 0.23), (0.32, 0.28), (0.68, 0.37), (1.04, 0.44), (1.13, 0.53), (1.13, 0.78),
+    (1.05, 1.10), (0.92, 1.42), (0.70, 1.72), (0.38, 1.93), (0.00, 2.01),
+]
+MASK_RGB = np.array([142, 192, 224], np.float32)  # light blue non-woven fabric
+LOOP_RGB = np.array([236, 238, 240], np.float32)
+# Pleats: (v in the middle, v at the sides); the fabric narrows towards the ear loops.
+PLEATS = [(0.82, 0.66), (1.22, 0.90), (1.62, 1.14)]
+
+
+@dataclass(frozen=True)
+class _Sprite:
+    """A person cut out as premultiplied RGBA float32, with and without a mask."""
+
+    plain: np.ndarray
+    masked: np.ndarray
+    face_centre: tuple[float, float]  # in sprite pixels
+    face_width: float  # in sprite pixels
+    head_right: float  # sprite pixels from the face centre to the head's right edge
+
+
+@dataclass(frozen=True)
+class _Pose:
+    centre: tuple[float, float]  # face-box centre in frame pixels
+    face_width: float
+    roll_deg: float
+
+
+class DemoSource(FrameSource):
+    """The demo scene as an endless (or ``duration``-long) stream at ``fps``; ``Frame.t`` is
+    ``index / fps``. The near person is unmasked for ``unmasked_s`` then masked for
+    ``masked_s``, repeating; the far person is always masked."""
+
+    def __init__(
+        self,
+        models_dir: Path,
+        fps: float = 15.0,
+        width: int = 1280,
+        height: int = 720,
+        seed: int = 0,
+        unmasked_s: float = 6.0,
+        masked_s: float = 6.0,
+        duration: float | None = None,
+    ) -> None:
+        if fps <= 0 or width < 320 or height < 180:
+            raise ValueError("DemoSource needs fps > 0 and at least 320x180 pixels")
+        self.fps = float(fps)
+        self.width = int(width)
+        self.height = int(height)
+        self.seed = seed
+        self.unmasked_s = unmasked_s
+        self.masked_s = masked_s
+        self.duration = duration
+        photo = _load_photo(Path(models_dir) / PHOTO)
+        rng = np.random.default_rng(seed)
+        self._background = _draw_background(self.width, self.height, rng)
+        self._noise = _sensor_noise(self.width, self.height, rng)
+        near = _make_sprite(photo, rng, mirror=False, scale=SPRITE_SCALE)
+        far_scale = FAR_FACE_WIDTH[1] / _photo_face_width()  # no larger than ever drawn
+        far = _make_sprite(photo, rng, mirror=True, scale=far_scale)
+        self._near = near
+        self._far = far
+        h = self.height
+        self._door_rect = (
+            int(DOOR[0] * self.width), int(DOOR[1] * h), int(DOOR[2] * self.width),
+            int(FLOOR_Y * h),
+        )
+        self._counter_rect = (
+            self._door_rect[0], int(COUNTER_TOP_Y * h), self._door_rect[2], self._door_rect[3],
+        )
+        self._next_index = 0
+        self._closed = False
+        log.info("demo scene %dx%d at %.1f fps, seed %d", self.width, self.height, fps, seed)
+
+    @property
+    def description(self) -> str:
+        return (
+            f"demo scene ({self.width}x{self.height}, {self.fps:g} fps, mask off "
+            f"{self.unmasked_s:g} s / on {self.masked_s:g} s)"
+        )
+
+    def read(self) -> Frame | None:
+        if self._closed:
+            return None
+        index = self._next_index
+        if self.duration is not None and index / self.fps >= self.duration:
+            return None
+        self._next_index += 1
+        return self.frame_at(index)
+
+    def close(self) -> None:
+        self._closed = True
+
+    def frame_at(self, index: int) -> Frame:
+        """Frame ``index`` without rendering the ones before it (tests sample the cycle)."""
+        t = index / self.fps
+        image = self._background.copy()
+        far = self._far_pose(t)
+        _paste(image, self._far.masked, self._far, far, clip=self._door_rect)
+        x0, y0, x1, y1 = self._counter_rect
+        image[y0:y1, x0:x1] = self._background[y0:y1, x0:x1]
+        near = self._near_pose(t)
+        sprite = self._near.masked if self.near_masked(t) else self._near.plain
+        _paste(image, sprite, self._near, near, clip=(0, 0, self.width, self.height))
+        plus, minus = self._noise[index % len(self._noise)]
+        image = cv2.subtract(cv2.add(image, plus), minus)
+        return Frame(image=image, t=t, index=index)
+
+    def near_masked(self, t: float) -> bool:
+        return (t % (self.unmasked_s + self.masked_s)) >= self.unmasked_s
+
+    def truth(self, t: float) -> list[tuple[Box, bool]]:
+        """Face boxes (as BlazeFace draws them: square, upright) and mask state at time ``t``,
+        near person first."""
+        return [
+            (_face_box(self._near_pose(t)), self.near_masked(t)),
+            (_face_box(self._far_pose(t)), True),
+        ]
+
+    def _near_pose(self, t: float) -> _Pose:
+        """Slow, incommensurate periods so the path does not visibly repeat. The person only
+        goes as far right as keeps their head clear of the far person's face, so the truth
+        never lists a face that is hidden."""
+        k = self.height / REF_HEIGHT
+        lo, hi = NEAR_FACE_WIDTH
+        face_width = k * (lo + (hi - lo) * 0.5 * (1 - math.cos(2 * math.pi * t / 23.0)))
+        scale = face_width / self._near.face_width
+        far_left = _face_box(self._far_pose(t))[0]
+        right_limit = min(
+            0.68 * self.width, far_left - 0.03 * self.width - self._near.head_right * scale
+        )
+        left_limit = 0.2 * self.width
+        along = 0.5 * (1 - math.cos(2 * math.pi * t / 31.0 + 1.0))
+        x = left_limit + along * max(right_limit - left_limit, 0.0)
+        y = self.height * 0.42 + k * 6 * math.sin(2 * math.pi * t / 2.3)
+        roll = 5.0 * math.sin(2 * math.pi * t / 7.0)
+        return _Pose((x, y), face_width, roll)
+
+    def _far_pose(self, t: float) -> _Pose:
+        k = self.height / REF_HEIGHT
+        lo, hi = FAR_FACE_WIDTH
+        face_width = k * (lo + (hi - lo) * 0.5 * (1 - math.cos(2 * math.pi * t / 29.0)))
+        door_centre = 0.5 * (DOOR[0] + DOOR[2]) * self.width
+        x = door_centre + k * 14 * math.sin(2 * math.pi * t / 17.0)
+        y = FAR_FACE_Y * self.height + k * 3 * math.sin(2 * math.pi * t / 3.1)
+        roll = -3.0 * math.sin(2 * math.pi * t / 11.0)
+        return _Pose((x, y), face_width, roll)
+
+
+def _photo_face_width() -> float:
+    return PHOTO_FACE_BOX[2] - PHOTO_FACE_BOX[0]
+
+
+def _face_box(pose: _Pose) -> Box:
+    half = pose.face_width / 2
+    cx, cy = pose.centre
+    return (cx - half, cy - half, cx + half, cy + half)
+
+
+def _load_photo(path: Path) -> np.ndarray:
+    """The photo as RGB; its checksum is checked because the face geometry above is measured on
+    exactly this file."""
+    if not path.is_file():
+        raise SourceError(f"demo photo {path} is missing: run `maskwatch setup` to install it")
+    expected = next(a.sha256 for a in ASSETS if a.target == PHOTO)
+    if sha256_of(path) != expected:
+        raise SourceError(
+            f"demo photo {path} is not the expected file: run `maskwatch setup` to reinstall it"
+        )
+    bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if bgr is None:
+        raise SourceError(f"cannot decode demo photo {path}: run `maskwatch setup` again")
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
+def _paste(
+    image: np.ndarray,
+    rgba: np.ndarray,
+    sprite: _Sprite,
+    pose: _Pose,
+    clip: tuple[int, int, int, int],
+) -> None:
+    """Composite the sprite, rotated and scaled about its face centre, into ``image`` within
+    ``clip``; only the covered rectangle is warped, which keeps a frame to a few milliseconds."""
+    scale = pose.face_width / sprite.face_width
+    matrix = cv2.getRotationMatrix2D(sprite.face_centre, pose.roll_deg, scale)
+    matrix[:, 2] += np.array(pose.centre) - np.array(sprite.face_centre)
+    h, w = rgba.shape[:2]
+    corners = np.array([[0, 0, 1], [w, 0, 1], [0, h, 1], [w, h, 1]], np.float64) @ matrix.T
+    x0 = max(clip[0], int(math.floor(corners[:, 0].min())))
+    y0 = max(clip[1], int(math.floor(corners[:, 1].min())))
+    x1 = min(clip[2], int(math.ceil(corners[:, 0].max())))
+    y1 = min(clip[3], int(math.ceil(corners[:, 1].max())))
+    if x1 <= x0 or y1 <= y0:
+        return
+    matrix[:, 2] -= (x0, y0)
+    warped = cv2.warpAffine(
+        rgba, matrix, (x1 - x0, y1 - y0), flags=cv2.INTER_LINEAR,
+        borderMode=cv2.BORDER_CONSTANT, borderValue=0,
+    )
+    roi = image[y0:y1, x0:x1]
+    alpha = warped[:, :, 3:4]
+    roi[:] = np.clip(roi * (1.0 - alpha) + warped[:, :, :3], 0, 255).astype(np.uint8)
+
+
+def _make_sprite(photo: np.ndarray, rng: np.random.Generator, mirror: bool, scale: float) -> _Sprite:
+    """Cut the person out at ``scale`` times the photo's resolution, drawing the mask before any
+    mirroring so its geometry always follows the subject's own left and right."""
+    big = cv2.resize(photo, None, fx=SPRITE_SCALE, fy=SPRITE_SCALE, interpolation=cv2.INTER_CUBIC)
+    plain = big.astype(np.float32)
+    plain_alpha = cv2.resize(_person_alpha(photo), big.shape[1::-1], interpolation=cv2.INTER_LINEAR)
+    masked, coverage = _draw_mask(plain, PHOTO_KEYPOINTS * SPRITE_SCALE, rng)
+    # Where the mask reaches past the cheek onto cut-away backdrop it must still be opaque.
+    masked_alpha = np.maximum(plain_alpha, coverage)
+
+    ys, xs = np.nonzero(masked_alpha > 0.004)
+    top, bottom, left, right = ys.min(), ys.max() + 1, xs.min(), xs.max() + 1
+    ratio = scale / SPRITE_SCALE
+    size = (max(1, round((right - left) * ratio)), max(1, round((bottom - top) * ratio)))
+    layers = []
+    for rgb, alpha in ((plain, plain_alpha), (masked, masked_alpha)):
+        rgba = np.dstack([rgb * alpha[:, :, None], alpha])[top:bottom, left:right]
+        if ratio != 1.0:
+            rgba = cv2.resize(rgba, size, interpolation=cv2.INTER_AREA)
+        if mirror:
+            rgba = rgba[:, ::-1]
+        layers.append(np.ascontiguousarray(rgba, np.float32))
+
+    box = PHOTO_FACE_BOX
+    cx = (0.5 * (box[0] + box[2]) * SPRITE_SCALE - left) * ratio
+    cy = (0.5 * (box[1] + box[3]) * SPRITE_SCALE - top) * ratio
+    face_width = _photo_face_width() * scale
+    # Only the rows down to a face height below the face can ever be level with the other
+    # person's face; the shoulders and helmet below do not limit how close the two may stand.
+    head_rows = layers[1][: int(cy + face_width), :, 3]
+    cols = np.nonzero(head_rows.max(axis=0) > 0.02)[0]
+    if mirror:
+        cx = layers[1].shape[1] - 1 - cx
+    return _Sprite(
+        plain=layers[0],
+        masked=layers[1],
+        face_centre=(cx, cy),
+        face_width=face_width,
+        head_right=float(cols.max() - cx),
+    )
+
+
+def _person_alpha(photo: np.ndarray) -> np.ndarray:
+    """Soft 0..1 cut-out of the person: the outline shapes, minus the photo's pale grey studio
+    backdrop where it shows between the hair and the shape's edge."""
+    shape = np.zeros(photo.shape[:2], np.uint8)
+    (cx, cy), (ax, ay) = HEAD_ELLIPSE
+    cv2.ellipse(shape, (cx, cy), (ax, ay), 0, 0, 360, 255, -1, cv2.LINE_AA)
+    cv2.fillPoly(shape, [BODY_OUTLINE], 255, cv2.LINE_AA)
+
+    hsv = cv2.cvtColor(photo, cv2.COLOR_RGB2HSV)
+    backdrop = (hsv[:, :, 1] < 45) & (hsv[:, :, 2] > 150)
+    keep = np.zeros_like(shape)
+    (cx, cy), (ax, ay) = FACE_CORE_ELLIPSE
+    cv2.ellipse(keep, (cx, cy), (ax, ay), 0, 0, 360, 255, -1)
+    cv2.fillPoly(keep, [BODY_OUTLINE], 255)
+    backdrop &= keep == 0
+    backdrop = cv2.morphologyEx(
+        backdrop.astype(np.uint8), cv2.MORPH_OPEN, np.ones((3, 3), np.uint8)
+    ).astype(bool)
+    shape[backdrop] = 0
+    shape = cv2.morphologyEx(shape, cv2.MORPH_CLOSE, np.ones((3, 3), np.uint8))
+    alpha = cv2.GaussianBlur(shape.astype(np.float32) / 255.0, (0, 0), 1.2)
+    return alpha
+
+
+def _draw_mask(
+    rgb: np.ndarray, keypoints: np.ndarray, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """A light-blue pleated surgical mask placed by the eye and ear keypoints: outline, cylinder
+    shading, nose-wire ridge, pleats, hem, ear loops, and a soft shadow on the skin. Returns the
+    image and the mask's own coverage (0..1), which the cut-out must keep opaque."""
+    right_eye, left_eye, _, _, right_ear, left_ear = keypoints
+    unit = float(np.linalg.norm(left_eye - right_eye))
+    ex = (left_eye - right_eye) / unit
+    ey = np.array([-ex[1], ex[0]], np.float32)
+    origin = (left_eye + right_eye) / 2
+
+    def to_image(uv: np.ndarray) -> np.ndarray:
+        uv = np.asarray(uv, np.float32).reshape(-1, 2)
+        return origin + unit * (uv[:, :1] * ex + uv[:, 1:] * ey)
+
+    def to_face(xy: np.ndarray) -> np.ndarray:
+        d = (np.asarray(xy, np.float32) - origin) / unit
+        return np.array([d @ ex, d @ ey], np.float32)
+
+    half = np.array(MASK_HALF_OUTLINE, np.float32)
+    mirrored = half[::-1][1:-1] * (-1, 1)
+    outline_uv = _closed_spline(np.vstack([half, mirrored]))
+    outline = to_image(outline_uv)
+
+    h, w = rgb.shape[:2]
+    pad = int(unit * 0.6)
+    x0, y0 = np.maximum(outline.min(axis=0).astype(int) - pad, 0)
+    x1, y1 = np.minimum(outline.max(axis=0).astype(int) + pad, (w, h))
+    patch = rgb[y0:y1, x0:x1].copy()
+    local = outline - (x0, y0)
+    ph, pw = patch.shape[:2]
+
+    fabric = np.zeros((ph, pw), np.uint8)
+    cv2.fillPoly(fabric, [_fixed(local)], 255, cv2.LINE_AA, shift=4)
+    fabric_a = cv2.GaussianBlur(fabric.astype(np.float32) / 255.0, (0, 0), 0.6)
+
+    gx, gy = np.meshgrid(np.arange(pw, dtype=np.float32) + x0, np.arange(ph, dtype=np.float32) + y0)
+    fu, fv = to_face(np.dstack([gx, gy]).reshape(-1, 2)).reshape(2, ph, pw)
+
+    # Light from above-front: the fabric darkens where it turns away round the cheeks and under
+    # the chin; the nose wire makes a bright ridge down the middle of the upper part.
+    shade = 1.0 - 0.32 * np.clip(np.abs(fu) / 1.15, 0, 1) ** 2.2
+    shade *= 1.0 - 0.22 * np.clip((fv - 1.55) / 0.5, 0, 1)
+    shade += 0.07 * np.exp(-(fu / 0.22) ** 2) * np.clip((0.95 - fv) / 0.5, 0, 1)
+
+    # Pleats: a dark crease under a lit fold, drawn as thin curves then softened.
+    creases = np.zeros((ph, pw), np.float32)
+    folds = np.zeros((ph, pw), np.float32)
+    us = np.linspace(-1.25, 1.25, 60, dtype=np.float32)
+    for v_mid, v_side in PLEATS:
+        vs = v_side + (v_mid - v_side) * (1 - (us / 1.2) ** 2)
+        crease = to_image(np.stack([us, vs], 1)) - (x0, y0)
+        fold = to_image(np.stack([us, vs - 0.07], 1)) - (x0, y0)
+        cv2.polylines(creases, [_fixed(crease)], False, 1.0, max(1, int(unit * 0.035)),
+                      cv2.LINE_AA, shift=4)
+        cv2.polylines(folds, [_fixed(fold)], False, 1.0, max(1, int(unit * 0.08)),
+                      cv2.LINE_AA, shift=4)
+    creases = cv2.GaussianBlur(creases, (0, 0), unit * 0.012 + 0.5)
+    folds = cv2.GaussianBlur(folds, (0, 0), unit * 0.03 + 0.5)
+    shade *= 1.0 - 0.30 * creases
+    shade += 0.06 * folds
+
+    # Hem: the bound edge reads as a slightly darker, denser band.
+    hem = np.zeros((ph, pw), np.float32)
+    cv2.polylines(hem, [_fixed(local)], True, 1.0, max(1, int(unit * 0.09)), cv2.LINE_AA, shift=4)
+    shade *= 1.0 - 0.10 * cv2.GaussianBlur(hem, (0, 0), 0.8)
+
+    texture = rng.normal(0.0, 0.025, (ph, pw)).astype(np.float32)
+    texture = cv2.GaussianBlur(texture, (0, 0), 0.7)
+    colour = MASK_RGB[None, None, :] * np.clip(shade + texture, 0, 1.25)[:, :, None]
+
+    # The mask stands off the face, so the skin just below and beside it is in its shadow.
+    shift = np.float32([[1, 0, unit * 0.03], [0, 1, unit * 0.07]])
+    shadow = cv2.warpAffine(fabric_a, shift, (pw, ph))
+    shadow = cv2.GaussianBlur(shadow, (0, 0), unit * 0.06) * (1 - fabric_a) * 0.45
+    patch *= (1 - shadow)[:, :, None]
+
+    # Ear loops: elastic from the mask's corners to above and below each ear.
+    loops = np.zeros((ph, pw), np.float32)
+    for sign, ear in ((1, left_ear), (-1, right_ear)):
+        eu, ev = to_face(ear)
+        top_corner = (sign * 1.12, 0.47)
+        low_corner = (sign * 1.02, 1.30)
+        for start, end, bend in (
+            (top_corner, (eu + sign * 0.06, ev - 0.10), (sign * 1.20, 0.30)),
+            (low_corner, (eu + sign * 0.08, ev + 0.32), (sign * 1.20, 1.05)),
+        ):
+            curve = _quadratic(np.array(start), np.array(bend), np.array(end))
+            cv2.polylines(loops, [_fixed(to_image(curve) - (x0, y0))], False, 1.0,
+                          max(1, int(unit * 0.035)), cv2.LINE_AA, shift=4)
+    loops = cv2.GaussianBlur(loops, (0, 0), 0.6) * (1 - fabric_a)
+    patch = patch * (1 - loops[:, :, None]) + LOOP_RGB * 0.92 * loops[:, :, None]
+
+    patch = patch * (1 - fabric_a[:, :, None]) + colour * fabric_a[:, :, None]
+    out = rgb.copy()
+    out[y0:y1, x0:x1] = patch
+    coverage = np.zeros((h, w), np.float32)
+    coverage[y0:y1, x0:x1] = np.maximum(fabric_a, loops)
+    return out, coverage
+
+
+def _closed_spline(points: np.ndarray, per_segment: int = 16) -> np.ndarray:
+    """Catmull-Rom through the control points, so the mask edge is a smooth curve, not a
+    polygon with visible corners."""
+    n = len(points)
+    s = np.linspace(0, 1, per_segment, endpoint=False, dtype=np.float32)[:, None]
+    curve = []
+    for i in range(n):
+        p0, p1, p2, p3 = (points[(i + k) % n] for k in (-1, 0, 1, 2))
+        curve.append(
+            0.5 * (2 * p1 + (p2 - p0) * s + (2 * p0 - 5 * p1 + 4 * p2 - p3) * s**2
+                   + (3 * p1 - p0 - 3 * p2 + p3) * s**3)
+        )
+    return np.vstack(curve)
+
+
+def _quadratic(p0: np.ndarray, p1: np.ndarray, p2: np.ndarray, n: int = 20) -> np.ndarray:
+    s = np.linspace(0, 1, n)[:, None]
+    return (1 - s) ** 2 * p0 + 2 * (1 - s) * s * p1 + s**2 * p2
+
+
+def _fixed(points: np.ndarray) -> np.ndarray:
+    """Sub-pixel coordinates for OpenCV drawing (``shift=4``): 1/16 px keeps thin lines smooth."""
+    return np.round(np.asarray(points) * 16).astype(np.int32).reshape(-1, 1, 2)
+
+
+def _draw_background(width: int, height: int, rng: np.random.Generator) -> np.ndarray:
+    """An entrance hall: lit plaster wall, tiled floor, an open door with a counter behind it, a
+    picture and an exit sign; textured, because detectors behave differently on flat colour."""
+    ys = np.linspace(0, 1, height, dtype=np.float32)[:, None]
+    xs = np.linspace(0, 1, width, dtype=np.float32)[None, :]
+    top = np.array([222, 214, 199], np.float32)
+    bottom = np.array([196, 186, 170], np.float32)
+    wall = top + (bottom - top) * ys[:, :, None]
+    light = 1.06 - 0.20 * np.sqrt((xs - 0.35) ** 2 * 0.6 + (ys + 0.15) ** 2 * 0.5)
+    image = wall * light[:, :, None]
+    plaster = cv2.GaussianBlur(rng.normal(0, 1, (height, width)).astype(np.float32), (0, 0), 2.0)
+    image += 9.0 * plaster[:, :, None]
+
+    floor_y = int(FLOOR_Y * height)
+    floor = image[floor_y:]
+    fy = np.linspace(0, 1, height - floor_y, dtype=np.float32)[:, None, None]
+    floor[:] = np.array([132, 122, 110], np.float32) * (0.85 + 0.25 * fy)
+    vanish = (0.5 * width, 0.30 * height)
+    for x in np.linspace(-1.5 * width, 2.5 * width, 31):
+        _line(image, vanish, (x, height), floor_y, (96, 88, 80), 2)
+    rows = (1 - np.geomspace(1, 0.05, 7)) / 0.95
+    for r in rows[1:]:
+        y = floor_y + r * (height - floor_y)
+        cv2.line(image, (0, int(y)), (width, int(y)), (100, 92, 84), 2, cv2.LINE_AA)
+    cv2.rectangle(image, (0, floor_y - int(0.018 * height)), (width, floor_y), (236, 233, 226), -1)
+    cv2.line(image, (0, floor_y), (width, floor_y), (120, 112, 104), 2, cv2.LINE_AA)
+
+    dx0, dy0, dx1 = int(DOOR[0] * width), int(DOOR[1] * height), int(DOOR[2] * width)
+    corridor_y = np.linspace(0, 1, floor_y - dy0, dtype=np.float32)[:, None, None]
+    image[dy0:floor_y, dx0:dx1] = np.array([104, 108, 112], np.float32) * (1.0 - 0.3 * corridor_y)
+    counter_y = int(COUNTER_TOP_Y * height)
+    image[counter_y:floor_y, dx0:dx1] = np.array([120, 84, 56], np.float32)
+    cv2.rectangle(image, (dx0, counter_y), (dx1, counter_y + int(0.012 * height)),
+                  (168, 132, 98), -1)
+    trim = max(4, int(0.02 * height))
+    cv2.rectangle(image, (dx0 - trim, dy0 - trim), (dx1 + trim, floor_y), (240, 238, 232), trim)
+    cv2.rectangle(image, (dx0 - trim, dy0 - trim), (dx1 + trim, floor_y), (170, 166, 160), 1)
+    leaf = np.array([[dx0, dy0], [dx0 + 0.035 * width, dy0 + 0.04 * height],
+                     [dx0 + 0.035 * width, floor_y - 0.01 * height], [dx0, floor_y]], np.int32)
+    cv2.fillPoly(image, [leaf], (150, 112, 80), cv2.LINE_AA)
+
+    sx, sy = int(0.5 * (DOOR[0] + DOOR[2]) * width), int(0.06 * height)
+    sw, sh = int(0.045 * width), int(0.03 * height)
+    cv2.rectangle(image, (sx - sw, sy - sh), (sx + sw, sy + sh), (30, 150, 70), -1)
+    cv2.putText(image, "EXIT", (sx - int(sw * 0.75), sy + int(sh * 0.5)),
+                cv2.FONT_HERSHEY_SIMPLEX, sh / 30.0, (245, 250, 245), max(1, sh // 12),
+                cv2.LINE_AA)
+
+    px0, py0, px1, py1 = (int(0.05 * width), int(0.16 * height), int(0.19 * width),
+                          int(0.42 * height))
+    frame_w = max(3, int(0.012 * height))
+    sky = np.linspace(1, 0, py1 - py0, dtype=np.float32)[:, None, None]
+    image[py0:py1, px0:px1] = (np.array([120, 160, 205], np.float32) * sky
+                               + np.array([215, 200, 170], np.float32) * (1 - sky))
+    hills = np.array([[px0, py1], [px0, int(py0 + 0.65 * (py1 - py0))],
+                      [int(px0 + 0.4 * (px1 - px0)), int(py0 + 0.5 * (py1 - py0))],
+                      [px1, int(py0 + 0.7 * (py1 - py0))], [px1, py1]], np.int32)
+    cv2.fillPoly(image, [hills], (84, 120, 78), cv2.LINE_AA)
+    cv2.rectangle(image, (px0, py0), (px1, py1), (70, 52, 40), frame_w)
+    return np.clip(image, 0, 255).astype(np.uint8)
+
+
+def _line(image: np.ndarray, a: tuple[float, float], b: tuple[float, float], y_from: int,
+          colour: tuple[int, int, int], thickness: int) -> None:
+    """A floor joint from the vanishing point, drawn only below the wall's foot."""
+    (ax, ay), (bx, by) = a, b
+    s = (y_from - ay) / (by - ay)
+    start = (ax + s * (bx - ax), float(y_from))
+    cv2.line(image, _int(start), _int(b), colour, thickness, cv2.LINE_AA)
+
+
+def _int(p: tuple[float, float]) -> tuple[int, int]:
+    return int(round(p[0])), int(round(p[1]))
+
+
+def _sensor_noise(width: int, height: int, rng: np.random.Generator) -> list[tuple[np.ndarray, ...]]:
+    """A few fields of camera noise, cycled by frame index: the image is never perfectly still
+    (as from a real sensor) while every frame stays reproducible and cheap to make."""
+    fields = []
+    for _ in range(4):
+        noise = np.round(rng.normal(0.0, 2.0, (height, width, 3))).astype(np.int16)
+        fields.append(
+            (np.clip(noise, 0, 255).astype(np.uint8), np.clip(-noise, 0, 255).astype(np.uint8))
+        )
+    return fields

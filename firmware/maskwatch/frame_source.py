@@ -1,0 +1,58 @@
+"""The one interface every image source (camera, video file, RTSP, demo scene) implements.
+
+The pipeline only ever asks a source for the next frame, so cameras, files and the synthetic
+demo are interchangeable and tests can drive the pipeline from a list of frames.
+"""
+
+from __future__ import annotations
+
+import logging
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from types import TracebackType
+
+from maskwatch.types import Frame
+
+log = logging.getLogger(__name__)
+
+
+class SourceError(Exception):
+    """A source could not be opened; the message names the source and why, because it is shown
+    to an installer who has to fix a path, a cable or a setting."""
+
+
+class FrameSource(ABC):
+    """A stream of frames that ends with ``None``.
+
+    Sources hold devices or file handles, so they are context managers: leaving the ``with``
+    block releases the camera even when the pipeline fails.
+    """
+
+    @abstractmethod
+    def read(self) -> Frame | None:
+        """The next frame, or ``None`` once the source has ended (or was closed)."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Release the underlying device or file; safe to call more than once."""
+
+    @property
+    @abstractmethod
+    def description(self) -> str:
+        """One line for logs and the status page, e.g. which file and at what frame rate."""
+
+    def __enter__(self) -> FrameSource:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        log.debug("closing %s", self.description)
+        self.close()
+
+    def __iter__(self) -> Iterator[Frame]:
+        while (frame := self.read()) is not None:
+            yield frame

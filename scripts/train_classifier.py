@@ -1,0 +1,314 @@
+#!/usr/bin/env python3
+"""Train the mask classifier and export it to TFLite (float and full-int8 for the Edge TPU).
+
+Needs the `[train]` extra (TensorFlow) and ../shared/data. Reproducible from --seed: crops come
+from the device's own detector and crop function, augmentation uses one seeded numpy generator,
+and TensorFlow runs with deterministic ops.
+
+    pip install -e '.[train]'
+    python scripts/train_classifier.py --data ../shared/data --out models
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from maskwatch.face_crop import CROP_SIZE
+from maskwatch.face_detector import FaceDetector
+from maskwatch.image_io import read_rgb
+from maskwatch.mask_classifier import MANIFEST
+from maskwatch.model_fetch import ASSETS, sha256_of
+from maskwatch.photo_crops import crop_from_photo
+
+log = logging.getLogger("train_classifier")
+
+CLASSES = ("mask", "no_mask")
+MODEL_STEM = "mask_classifier_v1"
+
+
+def list_split(data: Path, split: str) -> list[tuple[str, int]]:
+    return [
+        (str(p), label)
+        for label, name in enumerate(CLASSES)
+        for p in sorted((data / "faces" / split / name).glob("*.jpg"))
+    ]
+
+
+def source_of(path: str) -> str:
+    """Data-set source from the file-name prefix (see ../shared/data/README.md)."""
+    name = Path(path).name
+    for prefix in ("facemask12k", "chandrikadeb7", "rmfd_part1"):
+        if name.startswith(prefix):
+            return prefix
+    return "other"
+
+
+def make_crops(items: list[tuple[str, int]], models_dir: Path, cache: Path) -> dict:
+    """Crops for every item, cached by the list of files and the crop code's own source."""
+    key = hashlib.sha256()
+    for path, label in items:
+        key.update(f"{path}:{label}\n".encode())
+    for module in ("face_crop", "photo_crops", "face_detector"):
+        key.update((Path(__file__).parents[1] / "firmware/maskwatch" / f"{module}.py").read_bytes())
+    cached = cache / f"crops_{key.hexdigest()[:16]}.npz"
+    if cached.is_file():
+        log.info("using cached crops %s", cached)
+        with np.load(cached) as z:
+            return {k: z[k] for k in z.files}
+    detector = FaceDetector(models_dir, min_face=16, score_threshold=0.5)
+    crops = np.zeros((len(items), CROP_SIZE, CROP_SIZE, 3), np.uint8)
+    detected = np.zeros(len(items), bool)
+    for i, (path, _) in enumerate(items):
+        result = crop_from_photo(read_rgb(path), detector)
+        crops[i], detected[i] = result.crop, result.detected
+        if i % 2000 == 0:
+            log.info("cropped %d / %d", i, len(items))
+    out = {
+        "x": crops,
+        "y": np.array([label for _, label in items], np.int64),
+        "detected": detected,
+        "paths": np.array([p for p, _ in items]),
+    }
+    cache.mkdir(parents=True, exist_ok=True)
+    np.savez(cached, **out)
+    return out
+
+
+def augment(crop: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Degrade every class the same way, so neither sharpness nor size can tell the class:
+    the mask photos are upscaled small faces, the no-mask ones sharp CelebA portraits."""
+    size = crop.shape[0]
+    img = crop
+    if rng.random() < 0.5:
+        img = img[:, ::-1]
+    angle = rng.uniform(-12, 12)
+    scale = rng.uniform(0.9, 1.12)
+    shift = rng.uniform(-0.06, 0.06, 2) * size
+    m = cv2.getRotationMatrix2D((size / 2, size / 2), angle, scale)
+    m[:, 2] += shift
+    img = cv2.warpAffine(
+        np.ascontiguousarray(img), m, (size, size), borderMode=cv2.BORDER_REPLICATE
+    )
+    if rng.random() < 0.85:
+        small = int(rng.integers(14, size + 1))
+        img = cv2.resize(img, (small, small), interpolation=cv2.INTER_AREA)
+        img = cv2.resize(
+            img, (size, size), interpolation=[cv2.INTER_LINEAR, cv2.INTER_CUBIC][rng.integers(2)]
+        )
+    if rng.random() < 0.3:
+        img = cv2.GaussianBlur(img, (0, 0), rng.uniform(0.3, 1.3))
+    f = img.astype(np.float32)
+    if rng.random() < 0.1:
+        f = np.repeat(f.mean(axis=2, keepdims=True), 3, axis=2)
+    f = f * rng.uniform(0.6, 1.4) + rng.uniform(-35, 35)
+    f = f * rng.uniform(0.85, 1.15, 3)
+    if rng.random() < 0.3:
+        f += rng.normal(0, rng.uniform(2, 10), f.shape)
+    img = np.clip(f, 0, 255).astype(np.uint8)
+    if rng.random() < 0.5:
+        ok, enc = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, int(rng.integers(25, 95))])
+        img = cv2.imdecode(enc, cv2.IMREAD_UNCHANGED)
+    return img
+
+
+def build_model(tf, num_classes: int):
+    """A small MobileNet-style network: ~0.1 MFLOP-class cost per 64 px face on one core."""
+    layers = tf.keras.layers
+
+    def block(x, filters: int, stride: int):
+        x = layers.DepthwiseConv2D(3, strides=stride, padding="same", use_bias=False)(x)
+        x = layers.BatchNormalization()(x)
+        x = layers.ReLU(6.0)(x)
+        x = layers.Conv2D(filters, 1, use_bias=False)(x)
+        x = layers.BatchNormalization()(x)
+        return layers.ReLU(6.0)(x)
+
+    inputs = tf.keras.Input((CROP_SIZE, CROP_SIZE, 3), name="face")
+    x = layers.Rescaling(1 / 127.5, offset=-1.0)(inputs)
+    x = layers.Conv2D(24, 3, strides=2, padding="same", use_bias=False)(x)
+    x = layers.BatchNormalization()(x)
+    x = layers.ReLU(6.0)(x)
+    for filters, stride in ((32, 1), (64, 2), (64, 1), (128, 2), (128, 1), (192, 2), (192, 1)):
+        x = block(x, filters, stride)
+    x = layers.GlobalAveragePooling2D()(x)
+    x = layers.Dropout(0.25)(x)
+    outputs = layers.Dense(num_classes, activation="softmax", name="probs")(x)
+    return tf.keras.Model(inputs, outputs)
+
+
+def export(tf, model, out_dir: Path, calibration: np.ndarray) -> dict[str, Path]:
+    float_path = out_dir / f"{MODEL_STEM}_float.tflite"
+    float_path.write_bytes(tf.lite.TFLiteConverter.from_keras_model(model).convert())
+
+    def representative():
+        for crop in calibration:
+            yield [crop[None].astype(np.float32)]
+
+    conv = tf.lite.TFLiteConverter.from_keras_model(model)
+    conv.optimizations = [tf.lite.Optimize.DEFAULT]
+    conv.representative_dataset = representative
+    conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    conv.inference_input_type = tf.uint8
+    conv.inference_output_type = tf.uint8
+    int8_path = out_dir / f"{MODEL_STEM}_int8.tflite"
+    int8_path.write_bytes(conv.convert())
+    return {"float": float_path, "int8": int8_path}
+
+
+def tflite_predict(path: Path, crops: np.ndarray) -> np.ndarray:
+    """Class probabilities from the exported file, through the device's own runtime layer."""
+    from maskwatch.tflite_runtime import Model
+
+    model = Model(path)
+    probs = []
+    for crop in crops:
+        probs.append(model.run(model.quantize_input(crop[None].astype(np.float32)))[0][0])
+    return np.array(probs)
+
+
+def recall_by_class(probs: np.ndarray, y: np.ndarray) -> dict[str, float]:
+    pred = probs.argmax(axis=1)
+    return {
+        name: round(float((pred[y == i] == i).mean()), 4) for i, name in enumerate(CLASSES)
+    }
+
+
+def update_manifest(out_dir: Path, paths: dict[str, Path], report: dict) -> None:
+    """Record the new files (sha256, classes, metrics) and the fetched BlazeFace assets in
+    models/manifest.json, which the device reads for each classifier's class order."""
+    manifest_path = out_dir / MANIFEST
+    manifest = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {}
+    files = manifest.setdefault("files", {})
+    for kind, path in paths.items():
+        files[path.name] = {
+            "kind": f"mask classifier ({kind})",
+            "classes": report["classes"],
+            "sha256": sha256_of(path),
+            "source": f"trained by scripts/train_classifier.py --seed {report['seed']} "
+                      f"--epochs {report['epochs']}",
+            "data": report["data"],
+            "metrics": report["metrics"][kind],
+        }
+    for asset in ASSETS:
+        files[asset.target] = {
+            "kind": "fetched by maskwatch setup",
+            "sha256": asset.sha256,
+            "source": f"PyPI {asset.requirement}: {asset.member}",
+            "licence": asset.licence,
+        }
+    manifest_path.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, default=Path(__file__).parents[2] / "shared/data")
+    parser.add_argument("--out", type=Path, default=Path(__file__).parents[1] / "models")
+    parser.add_argument(
+        "--detector-models", type=Path, default=Path(__file__).parents[1] / "models",
+        help="models directory holding BlazeFace (from `maskwatch setup`)",
+    )
+    parser.add_argument("--cache", type=Path, default=Path.home() / ".cache/maskwatch")
+    parser.add_argument("--epochs", type=int, default=30)
+    parser.add_argument("--seed", type=int, default=1234)
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    if not (args.data / "faces/train").is_dir():
+        log.error("no training data at %s/faces/train", args.data)
+        return 2
+    os.environ.setdefault("TF_DETERMINISTIC_OPS", "1")
+    import tensorflow as tf
+
+    tf.keras.utils.set_random_seed(args.seed)
+    tf.config.experimental.enable_op_determinism()
+    started = time.time()
+
+    train_items = list_split(args.data, "train")
+    test_items = list_split(args.data, "test")
+    train = make_crops(train_items, args.detector_models, args.cache)
+    test = make_crops(test_items, args.detector_models, args.cache)
+    log.info(
+        "crops ready: train %d (detector found %.1f%%), test %d (%.1f%%)",
+        len(train["y"]), 100 * train["detected"].mean(), len(test["y"]), 100 * test["detected"].mean(),
+    )
+
+    rng = np.random.default_rng(args.seed)
+    order = rng.permutation(len(train["y"]))
+    n_val = len(order) // 10
+    val_idx, fit_idx = np.sort(order[:n_val]), np.sort(order[n_val:])
+    x_fit, y_fit = train["x"][fit_idx], train["y"][fit_idx]
+    counts = np.bincount(y_fit, minlength=len(CLASSES))
+    class_weight = {i: float(len(y_fit) / (len(CLASSES) * c)) for i, c in enumerate(counts)}
+
+    model = build_model(tf, len(CLASSES))
+    steps = args.epochs * int(np.ceil(len(y_fit) / 64))
+    schedule = tf.keras.optimizers.schedules.CosineDecay(3e-3, steps, warmup_target=None)
+    model.compile(
+        optimizer=tf.keras.optimizers.Adam(schedule),
+        loss=tf.keras.losses.SparseCategoricalCrossentropy(),
+        metrics=["accuracy"],
+    )
+    for epoch in range(args.epochs):
+        x_aug = np.stack([augment(c, rng) for c in x_fit])
+        hist = model.fit(
+            x_aug, y_fit, batch_size=64, epochs=epoch + 1, initial_epoch=epoch,
+            class_weight=class_weight, verbose=0, shuffle=True,
+        )
+        log.info(
+            "epoch %d/%d loss %.4f acc %.4f (%.0f s)", epoch + 1, args.epochs,
+            hist.history["loss"][-1], hist.history["accuracy"][-1], time.time() - started,
+        )
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    calibration = train["x"][rng.choice(fit_idx, 400, replace=False)]
+    paths = export(tf, model, args.out, calibration)
+
+    metrics: dict[str, dict] = {}
+    for kind, path in paths.items():
+        test_probs = tflite_predict(path, test["x"])
+        val_probs = tflite_predict(path, train["x"][val_idx])
+        val_pred = val_probs.argmax(axis=1)
+        val_y = train["y"][val_idx]
+        per_source = {}
+        val_sources = np.array([source_of(p) for p in train["paths"][val_idx]])
+        for src in sorted(set(val_sources)):
+            sel = val_sources == src
+            per_source[src] = round(float((val_pred[sel] == val_y[sel]).mean()), 4)
+        metrics[kind] = {
+            "test_recall": recall_by_class(test_probs, test["y"]),
+            "val_accuracy_by_source": per_source,
+        }
+        log.info("%s: %s", kind, json.dumps(metrics[kind]))
+
+    report = {
+        "model": MODEL_STEM,
+        "classes": list(CLASSES),
+        "input": {"size": CROP_SIZE, "channels": "RGB", "dtype": "uint8 0..255 (int8 model) "
+                  "or float32 0..255 (float model)"},
+        "seed": args.seed,
+        "epochs": args.epochs,
+        "train_images": int(len(y_fit)),
+        "val_images": int(n_val),
+        "train_detector_found_share": round(float(train["detected"].mean()), 4),
+        "data": "../shared/data/faces/train (facemask12k, chandrikadeb7, rmfd_part1)",
+        "metrics": metrics,
+        "training_seconds": round(time.time() - started),
+        "tensorflow": tf.__version__,
+    }
+    (args.out / f"{MODEL_STEM}_training.json").write_text(json.dumps(report, indent=2) + "\n")
+    update_manifest(args.out, paths, report)
+    log.info("done in %.0f s", time.time() - started)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
