@@ -41,7 +41,8 @@ class RuntimeConfig(Section):
 
 class DetectorConfig(Section):
     min_face: int = Field(40, ge=16, le=1000)
-    score_threshold: float = Field(0.6, gt=0.0, lt=1.0)
+    score_threshold: float = Field(0.25, gt=0.0, lt=1.0)
+    unmasked_min_score: float = Field(0.5, gt=0.0, lt=1.0)
     nms_iou: float = Field(0.3, gt=0.0, lt=1.0)
     max_faces: int = Field(8, ge=1, le=8)
 
@@ -131,9 +132,22 @@ def _describe(error: dict[str, Any]) -> str:
     path = ".".join(str(p) for p in error["loc"]) or "(top level)"
     kind = error["type"]
     if kind == "extra_forbidden":
-        return f"{path}: unknown key"
+        return f"{path}: unknown key (allowed: {', '.join(_allowed_keys(error['loc']))})"
     message = error["msg"].removeprefix("Value error, ")
     return f"{path}: {message} (got {error.get('input')!r})"
+
+
+def _allowed_keys(loc: tuple[Any, ...]) -> list[str]:
+    """The keys of the section holding the unknown key at ``loc``."""
+    model: type[BaseModel] = Config
+    for part in loc[:-1]:
+        field = model.model_fields.get(str(part))
+        if field is None or not (
+            isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel)
+        ):
+            return []
+        model = field.annotation
+    return list(model.model_fields)
 
 
 def parse_config(data: dict[str, Any], source: str = "<dict>") -> Config:

@@ -40,10 +40,11 @@ HEAD_ELLIPSE = ((228, 100), (78, 88))
 FACE_CORE_ELLIPSE = ((226, 124), (44, 58))
 BODY_OUTLINE = np.array(
     [[112, 196], [120, 178], [134, 163], [155, 152], [185, 147], [225, 150], [250, 172],
-     [262, 176], [276, 186], [290, 200], [300, 218], [304, 240], [318, 246], [332, 256], [344, 270],
-     [350, 290], [355, 320], [360, 346], [372, 343], [392, 341], [412, 343], [432, 349],
-     [452, 359], [470, 374], [485, 392], [495, 412], [501, 434], [512, 452], [512, 512],
-     [20, 512], [22, 400], [25, 360], [29, 330], [37, 308], [45, 288], [53, 265], [63, 248], [76, 232], [95, 218], [106, 208]],
+     [262, 176], [276, 186], [290, 200], [300, 218], [304, 240], [318, 246], [332, 256],
+     [344, 270], [350, 290], [355, 320], [360, 346], [372, 343], [392, 341], [412, 343],
+     [432, 349], [452, 359], [470, 374], [485, 392], [495, 412], [501, 434], [512, 452],
+     [512, 512], [20, 512], [22, 400], [25, 360], [29, 330], [37, 308], [45, 288], [53, 265],
+     [63, 248], [76, 232], [95, 218], [106, 208]],
     np.int32,
 )
 # Sprites are drawn at twice the photo's resolution: the near person's face is up to 2.4 times
@@ -53,21 +54,22 @@ SPRITE_SCALE = 2.0
 # Scene layout for a 1280x720 frame; other sizes scale it (x by width, sizes and y by height).
 REF_HEIGHT = 720.0
 NEAR_FACE_WIDTH = (120.0, 260.0)
-FAR_FACE_WIDTH = (62.0, 78.0)
+FAR_FACE_WIDTH = (70.0, 84.0)
 FLOOR_Y = 0.80
 DOOR = (0.775, 0.13, 0.945)  # left x, top y, right x of the opening (it reaches the floor)
 COUNTER_TOP_Y = 0.64
 FAR_FACE_Y = 0.40
 
 # Surgical mask in face units: origin between the eyes, u towards the subject's left eye, v down
-# (towards the mouth), one unit = distance between the eyes. Outline clockwise from the nose
-# bridge; the right half is mirrored. Chosen on the photo: from just below the eyes over the nose
-# bridge, to the ears at the sides and below the chin.
+# (towards the mouth), one unit = distance between the eyes. Half the outline (u >= 0, from the
+# nose bridge round to the chin), mirrored for the other side. Fitted on the photo: from just
+# below the eyes over the nose bridge, out to the ears, and down below the chin.
 MASK_HALF_OUTLINE = [
     (0.00, 0.23), (0.32, 0.28), (0.68, 0.37), (1.04, 0.44), (1.13, 0.53), (1.13, 0.78),
     (1.05, 1.10), (0.92, 1.42), (0.70, 1.72), (0.38, 1.93), (0.00, 2.01),
 ]
-MASK_RGB = np.array([142, 192, 224], np.float32)  # light blue non-woven fabric
+NEAR_MASK_RGB = np.array([142, 192, 224], np.float32)  # light-blue non-woven fabric
+FAR_MASK_RGB = np.array([226, 230, 233], np.float32)  # white
 LOOP_RGB = np.array([236, 238, 240], np.float32)
 # Pleats: (v in the middle, v at the sides); the fabric narrows towards the ear loops.
 PLEATS = [(0.82, 0.66), (1.22, 0.90), (1.62, 1.14)]
@@ -75,7 +77,8 @@ PLEATS = [(0.82, 0.66), (1.22, 0.90), (1.62, 1.14)]
 
 @dataclass(frozen=True)
 class _Sprite:
-    """A person cut out as premultiplied RGBA float32, with and without a mask."""
+    """A person cut out as premultiplied RGBA uint8, with and without a mask; premultiplied so
+    that warping does not bleed the transparent pixels' colour into the edge."""
 
     plain: np.ndarray
     masked: np.ndarray
@@ -91,10 +94,26 @@ class _Pose:
     roll_deg: float
 
 
+@dataclass(frozen=True)
+class _Layout:
+    """Where the fixed scenery is, in frame pixels; shared by the painter and the compositor."""
+
+    floor_y: int
+    door: tuple[int, int, int, int]  # the opening: x0, y0, x1, y1 (y1 is the floor)
+    counter_y: int
+
+    @classmethod
+    def of(cls, width: int, height: int) -> _Layout:
+        floor_y = int(FLOOR_Y * height)
+        door = (int(DOOR[0] * width), int(DOOR[1] * height), int(DOOR[2] * width), floor_y)
+        return cls(floor_y, door, int(COUNTER_TOP_Y * height))
+
+
 class DemoSource(FrameSource):
-    """The demo scene as an endless (or ``duration``-long) stream at ``fps``; ``Frame.t`` is
-    ``index / fps``. The near person is unmasked for ``unmasked_s`` then masked for
-    ``masked_s``, repeating; the far person is always masked."""
+    """The demo scene as an endless stream (or ``max_frames`` long); ``Frame.t`` is
+    ``index / fps``. The near person is unmasked for ``unmasked_s``, then masked for
+    ``masked_s``, repeating from t = 0; the far person always wears a mask. ``seed`` varies the
+    noise and where on their paths the people start."""
 
     def __init__(
         self,
@@ -105,50 +124,46 @@ class DemoSource(FrameSource):
         seed: int = 0,
         unmasked_s: float = 6.0,
         masked_s: float = 6.0,
-        duration: float | None = None,
+        max_frames: int | None = None,
     ) -> None:
-        if fps <= 0 or width < 320 or height < 180:
-            raise ValueError("DemoSource needs fps > 0 and at least 320x180 pixels")
+        if fps <= 0 or width < 320 or height < 180 or unmasked_s < 0 or masked_s <= 0:
+            raise ValueError(
+                "DemoSource needs fps > 0, at least 320x180 pixels, unmasked_s >= 0 and "
+                "masked_s > 0"
+            )
         self.fps = float(fps)
         self.width = int(width)
         self.height = int(height)
         self.seed = seed
-        self.unmasked_s = unmasked_s
-        self.masked_s = masked_s
-        self.duration = duration
+        self.unmasked_s = float(unmasked_s)
+        self.masked_s = float(masked_s)
+        self.max_frames = max_frames
         photo = _load_photo(Path(models_dir) / PHOTO)
         rng = np.random.default_rng(seed)
-        self._background = _draw_background(self.width, self.height, rng)
+        self._phases = rng.uniform(0.0, 2 * math.pi, 8)
+        self._layout = _Layout.of(self.width, self.height)
+        self._background = _draw_background(self.width, self.height, self._layout, rng)
         self._noise = _sensor_noise(self.width, self.height, rng)
-        near = _make_sprite(photo, rng, mirror=False, scale=SPRITE_SCALE)
-        far_scale = FAR_FACE_WIDTH[1] / _photo_face_width()  # no larger than ever drawn
-        far = _make_sprite(photo, rng, mirror=True, scale=far_scale)
-        self._near = near
-        self._far = far
-        h = self.height
-        self._door_rect = (
-            int(DOOR[0] * self.width), int(DOOR[1] * h), int(DOOR[2] * self.width),
-            int(FLOOR_Y * h),
-        )
-        self._counter_rect = (
-            self._door_rect[0], int(COUNTER_TOP_Y * h), self._door_rect[2], self._door_rect[3],
-        )
+        self._near = _make_sprite(photo, rng, NEAR_MASK_RGB, mirror=False, scale=SPRITE_SCALE)
+        # The far sprite is made at the largest size it is drawn, so it is only ever shrunk.
+        far_scale = self._k * FAR_FACE_WIDTH[1] / _photo_face_width()
+        self._far = _make_sprite(photo, rng, FAR_MASK_RGB, mirror=True, scale=far_scale)
         self._next_index = 0
         self._closed = False
-        log.info("demo scene %dx%d at %.1f fps, seed %d", self.width, self.height, fps, seed)
+        log.info("opened %s", self.description)
 
     @property
     def description(self) -> str:
         return (
             f"demo scene ({self.width}x{self.height}, {self.fps:g} fps, mask off "
-            f"{self.unmasked_s:g} s / on {self.masked_s:g} s)"
+            f"{self.unmasked_s:g} s / on {self.masked_s:g} s, seed {self.seed})"
         )
 
     def read(self) -> Frame | None:
         if self._closed:
             return None
         index = self._next_index
-        if self.duration is not None and index / self.fps >= self.duration:
+        if self.max_frames is not None and index >= self.max_frames:
             return None
         self._next_index += 1
         return self.frame_at(index)
@@ -157,58 +172,63 @@ class DemoSource(FrameSource):
         self._closed = True
 
     def frame_at(self, index: int) -> Frame:
-        """Frame ``index`` without rendering the ones before it (tests sample the cycle)."""
+        """Frame ``index`` without rendering the ones before it, so tests can sample the
+        cycle cheaply."""
         t = index / self.fps
         image = self._background.copy()
-        far = self._far_pose(t)
-        _paste(image, self._far.masked, self._far, far, clip=self._door_rect)
-        x0, y0, x1, y1 = self._counter_rect
+        _paste(image, self._far.masked, self._far, self._far_pose(t), clip=self._layout.door)
+        # The counter in the doorway stands in front of the far person.
+        x0, _, x1, y1 = self._layout.door
+        y0 = self._layout.counter_y
         image[y0:y1, x0:x1] = self._background[y0:y1, x0:x1]
-        near = self._near_pose(t)
-        sprite = self._near.masked if self.near_masked(t) else self._near.plain
-        _paste(image, sprite, self._near, near, clip=(0, 0, self.width, self.height))
+        sprite = self._near.masked if self._near_masked(t) else self._near.plain
+        _paste(image, sprite, self._near, self._near_pose(t), (0, 0, self.width, self.height))
         plus, minus = self._noise[index % len(self._noise)]
         image = cv2.subtract(cv2.add(image, plus), minus)
         return Frame(image=image, t=t, index=index)
 
-    def near_masked(self, t: float) -> bool:
-        return (t % (self.unmasked_s + self.masked_s)) >= self.unmasked_s
-
     def truth(self, t: float) -> list[tuple[Box, bool]]:
-        """Face boxes (as BlazeFace draws them: square, upright) and mask state at time ``t``,
-        near person first."""
+        """Face boxes (square and upright, as BlazeFace draws them) and whether each face is
+        masked at time ``t``: the near person first, then the far one."""
         return [
-            (_face_box(self._near_pose(t)), self.near_masked(t)),
+            (_face_box(self._near_pose(t)), self._near_masked(t)),
             (_face_box(self._far_pose(t)), True),
         ]
 
+    @property
+    def _k(self) -> float:
+        """Frame pixels per pixel of the 1280x720 reference layout."""
+        return self.height / REF_HEIGHT
+
+    def _near_masked(self, t: float) -> bool:
+        return (t % (self.unmasked_s + self.masked_s)) >= self.unmasked_s
+
+    def _wave(self, t: float, period: float, phase: int) -> float:
+        """0..1, smooth; the periods are mutually prime-ish so the motion does not visibly
+        repeat within a demo."""
+        return 0.5 * (1 - math.cos(2 * math.pi * t / period + self._phases[phase]))
+
     def _near_pose(self, t: float) -> _Pose:
-        """Slow, incommensurate periods so the path does not visibly repeat. The person only
-        goes as far right as keeps their head clear of the far person's face, so the truth
-        never lists a face that is hidden."""
-        k = self.height / REF_HEIGHT
+        """The person walks about and nearer and farther, but only as far right as keeps their
+        head clear of the far person's face, so the truth never lists a hidden face."""
         lo, hi = NEAR_FACE_WIDTH
-        face_width = k * (lo + (hi - lo) * 0.5 * (1 - math.cos(2 * math.pi * t / 23.0)))
+        face_width = self._k * (lo + (hi - lo) * self._wave(t, 23.0, 0))
         scale = face_width / self._near.face_width
         far_left = _face_box(self._far_pose(t))[0]
-        right_limit = min(
-            0.68 * self.width, far_left - 0.03 * self.width - self._near.head_right * scale
-        )
-        left_limit = 0.2 * self.width
-        along = 0.5 * (1 - math.cos(2 * math.pi * t / 31.0 + 1.0))
-        x = left_limit + along * max(right_limit - left_limit, 0.0)
-        y = self.height * 0.42 + k * 6 * math.sin(2 * math.pi * t / 2.3)
-        roll = 5.0 * math.sin(2 * math.pi * t / 7.0)
+        head_clear = far_left - 0.03 * self.width - self._near.head_right * scale
+        left, right = 0.2 * self.width, min(0.68 * self.width, head_clear)
+        x = left + self._wave(t, 31.0, 1) * max(right - left, 0.0)
+        y = self.height * 0.42 + self._k * 12 * (self._wave(t, 2.3, 2) - 0.5)
+        roll = 10.0 * (self._wave(t, 7.0, 3) - 0.5)
         return _Pose((x, y), face_width, roll)
 
     def _far_pose(self, t: float) -> _Pose:
-        k = self.height / REF_HEIGHT
         lo, hi = FAR_FACE_WIDTH
-        face_width = k * (lo + (hi - lo) * 0.5 * (1 - math.cos(2 * math.pi * t / 29.0)))
-        door_centre = 0.5 * (DOOR[0] + DOOR[2]) * self.width
-        x = door_centre + k * 14 * math.sin(2 * math.pi * t / 17.0)
-        y = FAR_FACE_Y * self.height + k * 3 * math.sin(2 * math.pi * t / 3.1)
-        roll = -3.0 * math.sin(2 * math.pi * t / 11.0)
+        face_width = self._k * (lo + (hi - lo) * self._wave(t, 29.0, 4))
+        door_centre = 0.5 * (self._layout.door[0] + self._layout.door[2])
+        x = door_centre + self._k * 28 * (self._wave(t, 17.0, 5) - 0.5)
+        y = FAR_FACE_Y * self.height + self._k * 6 * (self._wave(t, 3.1, 6) - 0.5)
+        roll = 6.0 * (self._wave(t, 11.0, 7) - 0.5)
         return _Pose((x, y), face_width, roll)
 
 
@@ -246,7 +266,8 @@ def _paste(
     clip: tuple[int, int, int, int],
 ) -> None:
     """Composite the sprite, rotated and scaled about its face centre, into ``image`` within
-    ``clip``; only the covered rectangle is warped, which keeps a frame to a few milliseconds."""
+    ``clip``. Only the covered rectangle is warped, and blending stays in 8 bits, which keeps
+    a frame to a few milliseconds."""
     scale = pose.face_width / sprite.face_width
     matrix = cv2.getRotationMatrix2D(sprite.face_centre, pose.roll_deg, scale)
     matrix[:, 2] += np.array(pose.centre) - np.array(sprite.face_centre)
@@ -263,18 +284,21 @@ def _paste(
         rgba, matrix, (x1 - x0, y1 - y0), flags=cv2.INTER_LINEAR,
         borderMode=cv2.BORDER_CONSTANT, borderValue=0,
     )
+    transparency = cv2.cvtColor(255 - warped[:, :, 3], cv2.COLOR_GRAY2RGB)
     roi = image[y0:y1, x0:x1]
-    alpha = warped[:, :, 3:4]
-    roi[:] = np.clip(roi * (1.0 - alpha) + warped[:, :, :3], 0, 255).astype(np.uint8)
+    behind = cv2.multiply(roi, transparency, scale=1 / 255)
+    roi[:] = cv2.add(behind, cv2.cvtColor(warped, cv2.COLOR_RGBA2RGB))
 
 
-def _make_sprite(photo: np.ndarray, rng: np.random.Generator, mirror: bool, scale: float) -> _Sprite:
-    """Cut the person out at ``scale`` times the photo's resolution, drawing the mask before any
-    mirroring so its geometry always follows the subject's own left and right."""
+def _make_sprite(
+    photo: np.ndarray, rng: np.random.Generator, mask_rgb: np.ndarray, mirror: bool, scale: float
+) -> _Sprite:
+    """Cut the person out at ``scale`` times the photo's resolution. The mask is drawn before
+    any mirroring, so its geometry always follows the subject's own left and right."""
     big = cv2.resize(photo, None, fx=SPRITE_SCALE, fy=SPRITE_SCALE, interpolation=cv2.INTER_CUBIC)
     plain = big.astype(np.float32)
     plain_alpha = cv2.resize(_person_alpha(photo), big.shape[1::-1], interpolation=cv2.INTER_LINEAR)
-    masked, coverage = _draw_mask(plain, PHOTO_KEYPOINTS * SPRITE_SCALE, rng)
+    masked, coverage = _draw_mask(plain, PHOTO_KEYPOINTS * SPRITE_SCALE, mask_rgb, rng)
     # Where the mask reaches past the cheek onto cut-away backdrop it must still be opaque.
     masked_alpha = np.maximum(plain_alpha, coverage)
 
@@ -284,23 +308,23 @@ def _make_sprite(photo: np.ndarray, rng: np.random.Generator, mirror: bool, scal
     size = (max(1, round((right - left) * ratio)), max(1, round((bottom - top) * ratio)))
     layers = []
     for rgb, alpha in ((plain, plain_alpha), (masked, masked_alpha)):
-        rgba = np.dstack([rgb * alpha[:, :, None], alpha])[top:bottom, left:right]
+        rgba = np.dstack([rgb / 255.0 * alpha[:, :, None], alpha])[top:bottom, left:right]
         if ratio != 1.0:
             rgba = cv2.resize(rgba, size, interpolation=cv2.INTER_AREA)
         if mirror:
             rgba = rgba[:, ::-1]
-        layers.append(np.ascontiguousarray(rgba, np.float32))
+        layers.append(np.ascontiguousarray(np.clip(np.round(rgba * 255), 0, 255), np.uint8))
 
     box = PHOTO_FACE_BOX
     cx = (0.5 * (box[0] + box[2]) * SPRITE_SCALE - left) * ratio
     cy = (0.5 * (box[1] + box[3]) * SPRITE_SCALE - top) * ratio
-    face_width = _photo_face_width() * scale
-    # Only the rows down to a face height below the face can ever be level with the other
-    # person's face; the shoulders and helmet below do not limit how close the two may stand.
-    head_rows = layers[1][: int(cy + face_width), :, 3]
-    cols = np.nonzero(head_rows.max(axis=0) > 0.02)[0]
     if mirror:
         cx = layers[1].shape[1] - 1 - cx
+    face_width = _photo_face_width() * scale
+    # Only rows down to a face height below the face can ever be level with the other person's
+    # face; the shoulders and helmet below do not limit how close the two may stand.
+    head_rows = layers[1][: int(cy + face_width), :, 3]
+    cols = np.nonzero(head_rows.max(axis=0) > 5)[0]
     return _Sprite(
         plain=layers[0],
         masked=layers[1],
@@ -330,14 +354,15 @@ def _person_alpha(photo: np.ndarray) -> np.ndarray:
     ).astype(bool)
     shape[backdrop] = 0
     shape = cv2.morphologyEx(shape, cv2.MORPH_CLOSE, np.ones((3, 3), np.uint8))
-    alpha = cv2.GaussianBlur(shape.astype(np.float32) / 255.0, (0, 0), 1.2)
-    return alpha
+    # Pulled in by a pixel before softening, so the soft edge holds hair, not pale backdrop.
+    shape = cv2.erode(shape, np.ones((3, 3), np.uint8))
+    return cv2.GaussianBlur(shape.astype(np.float32) / 255.0, (0, 0), 1.0)
 
 
 def _draw_mask(
-    rgb: np.ndarray, keypoints: np.ndarray, rng: np.random.Generator
+    rgb: np.ndarray, keypoints: np.ndarray, mask_rgb: np.ndarray, rng: np.random.Generator
 ) -> tuple[np.ndarray, np.ndarray]:
-    """A light-blue pleated surgical mask placed by the eye and ear keypoints: outline, cylinder
+    """A pleated surgical mask placed by the eye and ear keypoints: outline, cylinder
     shading, nose-wire ridge, pleats, hem, ear loops, and a soft shadow on the skin. Returns the
     image and the mask's own coverage (0..1), which the cut-out must keep opaque."""
     right_eye, left_eye, _, _, right_ear, left_ear = keypoints
@@ -371,7 +396,9 @@ def _draw_mask(
     cv2.fillPoly(fabric, [_fixed(local)], 255, cv2.LINE_AA, shift=4)
     fabric_a = cv2.GaussianBlur(fabric.astype(np.float32) / 255.0, (0, 0), 0.6)
 
-    gx, gy = np.meshgrid(np.arange(pw, dtype=np.float32) + x0, np.arange(ph, dtype=np.float32) + y0)
+    gx, gy = np.meshgrid(
+        np.arange(pw, dtype=np.float32) + x0, np.arange(ph, dtype=np.float32) + y0
+    )
     fu, fv = to_face(np.dstack([gx, gy]).reshape(-1, 2)).reshape(2, ph, pw)
 
     # Light from above-front: the fabric darkens where it turns away round the cheeks and under
@@ -381,30 +408,24 @@ def _draw_mask(
     shade += 0.07 * np.exp(-(fu / 0.22) ** 2) * np.clip((0.95 - fv) / 0.5, 0, 1)
 
     # Pleats: a dark crease under a lit fold, drawn as thin curves then softened.
-    creases = np.zeros((ph, pw), np.float32)
-    folds = np.zeros((ph, pw), np.float32)
     us = np.linspace(-1.25, 1.25, 60, dtype=np.float32)
+    creases, folds = [], []
     for v_mid, v_side in PLEATS:
         vs = v_side + (v_mid - v_side) * (1 - (us / 1.2) ** 2)
-        crease = to_image(np.stack([us, vs], 1)) - (x0, y0)
-        fold = to_image(np.stack([us, vs - 0.07], 1)) - (x0, y0)
-        cv2.polylines(creases, [_fixed(crease)], False, 1.0, max(1, int(unit * 0.035)),
-                      cv2.LINE_AA, shift=4)
-        cv2.polylines(folds, [_fixed(fold)], False, 1.0, max(1, int(unit * 0.08)),
-                      cv2.LINE_AA, shift=4)
-    creases = cv2.GaussianBlur(creases, (0, 0), unit * 0.012 + 0.5)
-    folds = cv2.GaussianBlur(folds, (0, 0), unit * 0.03 + 0.5)
-    shade *= 1.0 - 0.30 * creases
-    shade += 0.06 * folds
+        creases.append(to_image(np.stack([us, vs], 1)) - (x0, y0))
+        folds.append(to_image(np.stack([us, vs - 0.07], 1)) - (x0, y0))
+    crease_a = _strokes((ph, pw), creases, unit * 0.035)
+    fold_a = _strokes((ph, pw), folds, unit * 0.08)
+    shade *= 1.0 - 0.30 * cv2.GaussianBlur(crease_a, (0, 0), unit * 0.012 + 0.5)
+    shade += 0.06 * cv2.GaussianBlur(fold_a, (0, 0), unit * 0.03 + 0.5)
 
     # Hem: the bound edge reads as a slightly darker, denser band.
-    hem = np.zeros((ph, pw), np.float32)
-    cv2.polylines(hem, [_fixed(local)], True, 1.0, max(1, int(unit * 0.09)), cv2.LINE_AA, shift=4)
+    hem = _strokes((ph, pw), [local], unit * 0.09, closed=True)
     shade *= 1.0 - 0.10 * cv2.GaussianBlur(hem, (0, 0), 0.8)
 
     texture = rng.normal(0.0, 0.025, (ph, pw)).astype(np.float32)
     texture = cv2.GaussianBlur(texture, (0, 0), 0.7)
-    colour = MASK_RGB[None, None, :] * np.clip(shade + texture, 0, 1.25)[:, :, None]
+    colour = mask_rgb[None, None, :] * np.clip(shade + texture, 0, 1.25)[:, :, None]
 
     # The mask stands off the face, so the skin just below and beside it is in its shadow.
     shift = np.float32([[1, 0, unit * 0.03], [0, 1, unit * 0.07]])
@@ -413,18 +434,16 @@ def _draw_mask(
     patch *= (1 - shadow)[:, :, None]
 
     # Ear loops: elastic from the mask's corners to above and below each ear.
-    loops = np.zeros((ph, pw), np.float32)
+    loop_curves = []
     for sign, ear in ((1, left_ear), (-1, right_ear)):
         eu, ev = to_face(ear)
-        top_corner = (sign * 1.12, 0.47)
-        low_corner = (sign * 1.02, 1.30)
-        for start, end, bend in (
-            (top_corner, (eu + sign * 0.06, ev - 0.10), (sign * 1.20, 0.30)),
-            (low_corner, (eu + sign * 0.08, ev + 0.32), (sign * 1.20, 1.05)),
+        for start, bend, end in (
+            ((sign * 1.12, 0.47), (sign * 1.20, 0.30), (eu + sign * 0.06, ev - 0.10)),
+            ((sign * 1.02, 1.30), (sign * 1.20, 1.05), (eu + sign * 0.08, ev + 0.32)),
         ):
             curve = _quadratic(np.array(start), np.array(bend), np.array(end))
-            cv2.polylines(loops, [_fixed(to_image(curve) - (x0, y0))], False, 1.0,
-                          max(1, int(unit * 0.035)), cv2.LINE_AA, shift=4)
+            loop_curves.append(to_image(curve) - (x0, y0))
+    loops = _strokes((ph, pw), loop_curves, unit * 0.035)
     loops = cv2.GaussianBlur(loops, (0, 0), 0.6) * (1 - fabric_a)
     patch = patch * (1 - loops[:, :, None]) + LOOP_RGB * 0.92 * loops[:, :, None]
 
@@ -456,89 +475,95 @@ def _quadratic(p0: np.ndarray, p1: np.ndarray, p2: np.ndarray, n: int = 20) -> n
     return (1 - s) ** 2 * p0 + 2 * (1 - s) * s * p1 + s**2 * p2
 
 
+def _strokes(
+    size: tuple[int, int], curves: list[np.ndarray], width: float, closed: bool = False
+) -> np.ndarray:
+    """Curves as 0..1 coverage; drawn in 8 bits because OpenCV anti-aliases only there."""
+    canvas = np.zeros(size, np.uint8)
+    thickness = max(1, int(round(width)))
+    cv2.polylines(canvas, [_fixed(c) for c in curves], closed, 255, thickness, cv2.LINE_AA, shift=4)
+    return canvas.astype(np.float32) / 255.0
+
+
 def _fixed(points: np.ndarray) -> np.ndarray:
     """Sub-pixel coordinates for OpenCV drawing (``shift=4``): 1/16 px keeps thin lines smooth."""
     return np.round(np.asarray(points) * 16).astype(np.int32).reshape(-1, 1, 2)
 
 
-def _draw_background(width: int, height: int, rng: np.random.Generator) -> np.ndarray:
+def _draw_background(
+    width: int, height: int, layout: _Layout, rng: np.random.Generator
+) -> np.ndarray:
     """An entrance hall: lit plaster wall, tiled floor, an open door with a counter behind it, a
     picture and an exit sign; textured, because detectors behave differently on flat colour."""
-    ys = np.linspace(0, 1, height, dtype=np.float32)[:, None]
-    xs = np.linspace(0, 1, width, dtype=np.float32)[None, :]
+    ys = np.linspace(0, 1, height, dtype=np.float32)[:, None, None]
+    xs = np.linspace(0, 1, width, dtype=np.float32)[None, :, None]
     top = np.array([222, 214, 199], np.float32)
     bottom = np.array([196, 186, 170], np.float32)
-    wall = top + (bottom - top) * ys[:, :, None]
     light = 1.06 - 0.20 * np.sqrt((xs - 0.35) ** 2 * 0.6 + (ys + 0.15) ** 2 * 0.5)
-    image = wall * light[:, :, None]
+    image = (top + (bottom - top) * ys) * light
     plaster = cv2.GaussianBlur(rng.normal(0, 1, (height, width)).astype(np.float32), (0, 0), 2.0)
     image += 9.0 * plaster[:, :, None]
 
-    floor_y = int(FLOOR_Y * height)
-    floor = image[floor_y:]
-    fy = np.linspace(0, 1, height - floor_y, dtype=np.float32)[:, None, None]
-    floor[:] = np.array([132, 122, 110], np.float32) * (0.85 + 0.25 * fy)
+    floor_y = layout.floor_y
+    depth = np.linspace(0, 1, height - floor_y, dtype=np.float32)[:, None, None]
+    image[floor_y:] = np.array([132, 122, 110], np.float32) * (0.85 + 0.25 * depth)
+    dx0, dy0, dx1, _ = layout.door
+    depth = np.linspace(0, 1, floor_y - dy0, dtype=np.float32)[:, None, None]
+    image[dy0:floor_y, dx0:dx1] = np.array([104, 108, 112], np.float32) * (1.0 - 0.3 * depth)
+    px0, py0, px1, py1 = (int(0.05 * width), int(0.16 * height), int(0.19 * width),
+                          int(0.42 * height))
+    sky = np.linspace(1, 0, py1 - py0, dtype=np.float32)[:, None, None]
+    image[py0:py1, px0:px1] = (np.array([120, 160, 205], np.float32) * sky
+                               + np.array([215, 200, 170], np.float32) * (1 - sky))
+    image = np.clip(image, 0, 255).astype(np.uint8)  # anti-aliased drawing needs 8 bits
+
     vanish = (0.5 * width, 0.30 * height)
     for x in np.linspace(-1.5 * width, 2.5 * width, 31):
-        _line(image, vanish, (x, height), floor_y, (96, 88, 80), 2)
-    rows = (1 - np.geomspace(1, 0.05, 7)) / 0.95
-    for r in rows[1:]:
-        y = floor_y + r * (height - floor_y)
-        cv2.line(image, (0, int(y)), (width, int(y)), (100, 92, 84), 2, cv2.LINE_AA)
-    cv2.rectangle(image, (0, floor_y - int(0.018 * height)), (width, floor_y), (236, 233, 226), -1)
+        s = (floor_y - vanish[1]) / (height - vanish[1])
+        start = (vanish[0] + s * (x - vanish[0]), floor_y)
+        cv2.line(image, _pt(start), _pt((x, height)), (96, 88, 80), 2, cv2.LINE_AA)
+    for r in (1 - np.geomspace(1, 0.05, 7)[1:]) / 0.95:
+        y = int(floor_y + r * (height - floor_y))
+        cv2.line(image, (0, y), (width, y), (100, 92, 84), 2, cv2.LINE_AA)
+    board = max(3, int(0.018 * height))
+    cv2.rectangle(image, (0, floor_y - board), (width, floor_y), (236, 233, 226), -1)
     cv2.line(image, (0, floor_y), (width, floor_y), (120, 112, 104), 2, cv2.LINE_AA)
 
-    dx0, dy0, dx1 = int(DOOR[0] * width), int(DOOR[1] * height), int(DOOR[2] * width)
-    corridor_y = np.linspace(0, 1, floor_y - dy0, dtype=np.float32)[:, None, None]
-    image[dy0:floor_y, dx0:dx1] = np.array([104, 108, 112], np.float32) * (1.0 - 0.3 * corridor_y)
-    counter_y = int(COUNTER_TOP_Y * height)
-    image[counter_y:floor_y, dx0:dx1] = np.array([120, 84, 56], np.float32)
-    cv2.rectangle(image, (dx0, counter_y), (dx1, counter_y + int(0.012 * height)),
-                  (168, 132, 98), -1)
-    trim = max(4, int(0.02 * height))
-    cv2.rectangle(image, (dx0 - trim, dy0 - trim), (dx1 + trim, floor_y), (240, 238, 232), trim)
-    cv2.rectangle(image, (dx0 - trim, dy0 - trim), (dx1 + trim, floor_y), (170, 166, 160), 1)
+    cy = layout.counter_y
+    cv2.rectangle(image, (dx0, cy), (dx1, floor_y), (120, 84, 56), -1)
+    cv2.rectangle(image, (dx0, cy), (dx1, cy + int(0.012 * height)), (168, 132, 98), -1)
     leaf = np.array([[dx0, dy0], [dx0 + 0.035 * width, dy0 + 0.04 * height],
                      [dx0 + 0.035 * width, floor_y - 0.01 * height], [dx0, floor_y]], np.int32)
     cv2.fillPoly(image, [leaf], (150, 112, 80), cv2.LINE_AA)
+    trim = max(4, int(0.02 * height))
+    cv2.rectangle(image, (dx0 - trim, dy0 - trim), (dx1 + trim, floor_y), (240, 238, 232), trim)
+    cv2.rectangle(image, (dx0 - trim, dy0 - trim), (dx1 + trim, floor_y), (170, 166, 160), 1)
 
-    sx, sy = int(0.5 * (DOOR[0] + DOOR[2]) * width), int(0.06 * height)
+    sx, sy = (dx0 + dx1) // 2, int(0.06 * height)
     sw, sh = int(0.045 * width), int(0.03 * height)
     cv2.rectangle(image, (sx - sw, sy - sh), (sx + sw, sy + sh), (30, 150, 70), -1)
     cv2.putText(image, "EXIT", (sx - int(sw * 0.75), sy + int(sh * 0.5)),
                 cv2.FONT_HERSHEY_SIMPLEX, sh / 30.0, (245, 250, 245), max(1, sh // 12),
                 cv2.LINE_AA)
 
-    px0, py0, px1, py1 = (int(0.05 * width), int(0.16 * height), int(0.19 * width),
-                          int(0.42 * height))
-    frame_w = max(3, int(0.012 * height))
-    sky = np.linspace(1, 0, py1 - py0, dtype=np.float32)[:, None, None]
-    image[py0:py1, px0:px1] = (np.array([120, 160, 205], np.float32) * sky
-                               + np.array([215, 200, 170], np.float32) * (1 - sky))
     hills = np.array([[px0, py1], [px0, int(py0 + 0.65 * (py1 - py0))],
                       [int(px0 + 0.4 * (px1 - px0)), int(py0 + 0.5 * (py1 - py0))],
                       [px1, int(py0 + 0.7 * (py1 - py0))], [px1, py1]], np.int32)
     cv2.fillPoly(image, [hills], (84, 120, 78), cv2.LINE_AA)
-    cv2.rectangle(image, (px0, py0), (px1, py1), (70, 52, 40), frame_w)
-    return np.clip(image, 0, 255).astype(np.uint8)
+    cv2.rectangle(image, (px0, py0), (px1, py1), (70, 52, 40), max(3, int(0.012 * height)))
+    return image
 
 
-def _line(image: np.ndarray, a: tuple[float, float], b: tuple[float, float], y_from: int,
-          colour: tuple[int, int, int], thickness: int) -> None:
-    """A floor joint from the vanishing point, drawn only below the wall's foot."""
-    (ax, ay), (bx, by) = a, b
-    s = (y_from - ay) / (by - ay)
-    start = (ax + s * (bx - ax), float(y_from))
-    cv2.line(image, _int(start), _int(b), colour, thickness, cv2.LINE_AA)
-
-
-def _int(p: tuple[float, float]) -> tuple[int, int]:
+def _pt(p: tuple[float, float]) -> tuple[int, int]:
     return int(round(p[0])), int(round(p[1]))
 
 
-def _sensor_noise(width: int, height: int, rng: np.random.Generator) -> list[tuple[np.ndarray, ...]]:
-    """A few fields of camera noise, cycled by frame index: the image is never perfectly still
-    (as from a real sensor) while every frame stays reproducible and cheap to make."""
+def _sensor_noise(
+    width: int, height: int, rng: np.random.Generator
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """A few fields of camera noise (as what to add and what to subtract, for saturating 8-bit
+    arithmetic), cycled by frame index: the image is never perfectly still, as from a real
+    sensor, while every frame stays reproducible and cheap to make."""
     fields = []
     for _ in range(4):
         noise = np.round(rng.normal(0.0, 2.0, (height, width, 3))).astype(np.int16)

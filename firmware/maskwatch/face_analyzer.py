@@ -18,7 +18,7 @@ from maskwatch.face_crop import crop_face
 from maskwatch.face_detector import FaceDetector
 from maskwatch.mask_classifier import MaskClassifier
 from maskwatch.tflite_runtime import Accelerator, choose_accelerator
-from maskwatch.types import Face, FaceResult
+from maskwatch.types import ALARM_LABELS, Classification, Face, FaceResult, Label
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +33,7 @@ class FaceAnalyzer:
         det = config.detector
         self.detect_width = config.processing.detect_width
         self.min_face = det.min_face
+        self.unmasked_min_score = det.unmasked_min_score
         self.detector = FaceDetector(
             models_dir, det.min_face, det.score_threshold, det.nms_iou, det.max_faces,
             runtime.threads,
@@ -75,4 +76,17 @@ class FaceAnalyzer:
             [crop_face(image, f.box, f.keypoints, self.classifier.input_size) for f in faces]
         )
         classes = self.classifier.classify(crops)
-        return [FaceResult(f, c) for f, c in zip(faces, classes)]
+        return [self._trusted(FaceResult(f, c)) for f, c in zip(faces, classes)]
+
+    def _trusted(self, result: FaceResult) -> FaceResult:
+        """BlazeFace scores masked faces low, so a low score is normal for a mask, but a
+        low-scoring "face" without a mask is more likely a patch of background."""
+        if (
+            result.classification.label in ALARM_LABELS
+            and result.face.score < self.unmasked_min_score
+        ):
+            unknown = Classification(
+                Label.UNKNOWN, result.classification.confidence, result.classification.probs
+            )
+            return FaceResult(result.face, unknown, reason="low_face_score")
+        return result

@@ -42,17 +42,26 @@ class View:
 
 
 def plan_views(width: int, height: int, min_face: float, input_size: int) -> list[View]:
-    """The whole frame plus, when needed, a grid of tiles small enough for ``min_face``."""
+    """The whole frame plus, when needed, a grid of tiles small enough for ``min_face``.
+
+    Tiles of one size overlap by the largest face the next coarser view cannot find. An
+    overlap is at most half a tile, so when the whole frame is too coarse for that (large
+    frames, small ``min_face``) levels of larger tiles are put in between."""
     longest = max(width, height)
     views = [View(0, 0, longest, True)]
+    max_ratio = input_size / (2 * OVERLAP_MARGIN * MIN_FACE_IN_INPUT)
+    sizes = []
     tile = int(input_size * min_face / MIN_FACE_IN_INPUT)
-    if tile >= longest:
-        return views
-    overlap = int(math.ceil(OVERLAP_MARGIN * MIN_FACE_IN_INPUT * longest / input_size))
-    overlap = min(overlap, tile // 2)
-    xs = _tile_starts(width, tile, overlap)
-    ys = _tile_starts(height, tile, overlap)
-    views += [View(x, y, tile, False) for y in ys for x in xs]
+    while tile < longest:
+        sizes.append(tile)
+        tile = int(tile * max_ratio)
+    for i, tile in enumerate(sizes):
+        coarser = sizes[i + 1] if i + 1 < len(sizes) else longest
+        overlap = int(math.ceil(OVERLAP_MARGIN * MIN_FACE_IN_INPUT * coarser / input_size))
+        overlap = min(overlap, tile // 2)
+        xs = _tile_starts(width, tile, overlap)
+        ys = _tile_starts(height, tile, overlap)
+        views += [View(x, y, tile, False) for y in ys for x in xs]
     return views
 
 
