@@ -121,6 +121,16 @@ def test_unknown_section_names_the_allowed_sections(tmp_path: Path) -> None:
     assert "detector" in problem and "decision" in problem
 
 
+@pytest.mark.skipif("schedule" not in Config.model_fields, reason="no [schedule] section")
+def test_unknown_key_in_a_list_item_names_the_item_keys(tmp_path: Path) -> None:
+    text = '[[schedule.ranges]]\nstart = "08:00"\nend = "09:00"\nstrat = "x"\n'
+    with pytest.raises(ConfigError) as info:
+        load_config(write(tmp_path, text))
+    (problem,) = info.value.problems
+    assert problem.startswith("schedule.ranges.0.strat: unknown key (allowed: ")
+    assert "start" in problem and "end" in problem
+
+
 def test_parse_config_rejects_wrong_section_type() -> None:
     with pytest.raises(ConfigError) as info:
         parse_config({"detector": 3}, "inline")

@@ -1,0 +1,38 @@
+"""Shared locations and skips: tests that need the shared data or fetched models skip with a
+reason a person can act on, and run in CI where both are present."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+MODELS = REPO / "models"
+DATA = REPO.parent / "shared" / "data"
+
+
+def require_models() -> None:
+    if not (MODELS / "blazeface" / "face_detection_full_range.tflite").is_file():
+        pytest.skip("BlazeFace missing: run maskwatch setup (scripts/setup.sh)")
+    if not (MODELS / "manifest.json").is_file():
+        pytest.skip("models/manifest.json missing: train with scripts/train_classifier.py")
+
+
+def require_data(*parts: str) -> Path:
+    path = DATA.joinpath(*parts)
+    if not path.exists():
+        pytest.skip(f"{path} absent: the shared data set is only on developer and CI machines")
+    return path
+
+
+def run_maskwatch(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    """The installed command line, as a user or another tool runs it."""
+    env = dict(os.environ, MASKWATCH_MODELS_DIR=str(MODELS))
+    return subprocess.run(
+        [sys.executable, "-m", "maskwatch", *args],
+        capture_output=True, text=True, timeout=timeout, env=env, stdin=subprocess.DEVNULL,
+    )

@@ -1,0 +1,50 @@
+"""Acceptance 3 of the detection core: `maskwatch analyze` on the shared real videos, timed by
+video time (see ../shared/data/videos/LABELS.md for what each clip shows)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from conftest import require_data, require_models, run_maskwatch
+
+ALARM_LATENCY_S = 1.0
+
+
+def analyze(name: str) -> tuple[list[dict], dict]:
+    require_models()
+    video = require_data("videos", name)
+    proc = run_maskwatch("analyze", "--jsonl", str(video))
+    assert proc.returncode == 0, proc.stderr
+    lines = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert "summary" in lines[-1], lines[-1]
+    alarms = lines[:-1]
+    for alarm in alarms:
+        assert set(alarm) == {"event", "id", "t", "frame", "track", "label", "confidence", "box"}
+        assert alarm["event"] == "alarm" and alarm["label"] in ("no_mask", "incorrect")
+    return alarms, lines[-1]["summary"]
+
+
+def test_mask_worn_throughout_never_alarms() -> None:
+    alarms, summary = analyze("gituatu_mask.mp4")
+    assert alarms == []
+    assert summary["frames"] == 244
+    assert summary["processed"] >= 0.5 * summary["frames"]
+
+
+def test_unmasked_man_alarms_within_a_second() -> None:
+    alarms, summary = analyze("gituatu_nomask.mp4")
+    assert alarms, "no alarm on a clip that shows an unmasked face throughout"
+    assert alarms[0]["t"] <= ALARM_LATENCY_S
+    assert len({a["track"] for a in alarms}) == len(alarms), "a track alarmed twice"
+    assert summary["fps"] == pytest.approx(15.0, abs=1.0)
+
+
+def test_alarm_only_while_unmasked() -> None:
+    alarms, _ = analyze("hoseobjeon_mask_video.mp4")
+    unmasked_from, unmasked_to = 1.60, 4.00
+    assert alarms, "no alarm during the unmasked part (1.6-4.0 s)"
+    assert unmasked_from <= alarms[0]["t"] <= unmasked_from + ALARM_LATENCY_S
+    late = [a for a in alarms if not unmasked_from <= a["t"] <= unmasked_to + 0.1]
+    assert late == [], f"alarms outside the unmasked part: {late}"
