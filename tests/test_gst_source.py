@@ -45,7 +45,7 @@ def test_frames_arrive_as_rgb_at_the_asked_size(pattern: str, rgb: tuple[int, in
         assert frame is not None
         assert frame.image.shape == (HEIGHT, WIDTH, 3)
         centre = frame.image[HEIGHT // 2, WIDTH // 2].astype(int)
-        assert all(abs(c - e) <= 4 for c, e in zip(centre, rgb)), centre
+        assert all(abs(c - e) <= 4 for c, e in zip(centre, rgb, strict=True)), centre
     assert frames[0].t < frames[1].t < frames[2].t  # type: ignore[union-attr]
 
 

@@ -78,13 +78,14 @@ def test_a_file_truncated_while_read_is_reopened(tmp_path: Path) -> None:
     first = [source.read() for _ in range(5)]
     with live.open("r+b") as f:
         f.truncate(live.stat().st_size // 3)  # its end (and mp4's index, the moov box) is gone
-    rest = [source.read() for _ in range(60)]
+    # Fewer than the 40 frames of the repaired file, whose own end would be one more reopen.
+    rest = [source.read() for _ in range(30)]
     source.close()
 
     frames = [f for f in first + rest if f is not None]
-    assert len(frames) == 65
-    assert [f.index for f in frames] == list(range(65))
-    assert all(a.t <= b.t for a, b in zip(frames, frames[1:]))
+    assert len(frames) == 35
+    assert [f.index for f in frames] == list(range(35))
+    assert all(a.t <= b.t for a, b in zip(frames, frames[1:], strict=False))
     # Failing reopens of the damaged file back off; the first one after the repair works.
     assert delays == [0.5, 1.0, 2.0]
     assert source.reopen_count == 1

@@ -50,6 +50,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seconds", type=float, default=30.0, help="length of the demo run (s)")
     p.add_argument("video", help="a video file, or 'demo' for the built-in demo scene")
 
+    p = sub.add_parser("run", help="the appliance service (camera, alarms, status)")
+    _add_config(p)
+
     p = sub.add_parser("bench", help="median time per frame for detection + classification")
     _add_config(p)
     p.add_argument("--frames", type=int, default=60, help="timed frames per case")
@@ -94,6 +97,10 @@ def main(argv: list[str] | None = None) -> int:
             from maskwatch.analyze_cmd import run_analyze
 
             return run_analyze(config, args.video, args.jsonl, args.seconds)
+        if args.command == "run":
+            from maskwatch.service import run_service
+
+            return run_service(args.config, config)
         if args.command == "bench":
             from maskwatch.bench_cmd import run_bench
 

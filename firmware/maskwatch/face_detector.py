@@ -4,7 +4,8 @@ The full-range BlazeFace model sees a 192x192 input. Letterboxing a 1280x720 fra
 shrinks a 40 px face to 6 px, below what the model finds reliably, so the detector runs the
 model on the whole frame (large faces) plus on overlapping tiles sized so that the configured
 minimum face width still covers ``MIN_FACE_IN_INPUT`` pixels of model input. All views go
-through the model one after another (its output shape fixes the batch at 1), and the results are merged by MediaPipe's weighted NMS.
+through the model one after another (its output shape fixes the batch at 1), and the
+results are merged by MediaPipe's weighted NMS.
 """
 
 from __future__ import annotations

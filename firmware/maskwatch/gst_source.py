@@ -10,8 +10,8 @@ notices EOF, reports the camera down, and a reopen starts a fresh pipeline.
 from __future__ import annotations
 
 import collections
-import io
 import logging
+import os
 import select
 import shlex
 import shutil
@@ -92,7 +92,6 @@ class GstSource(FrameSource):
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
-            bufsize=0,
             # Its own session: a Ctrl-C or a signal to the service's process group does not
             # kill the pipeline before close() has stopped it in order.
             start_new_session=True,
@@ -136,8 +135,9 @@ class GstSource(FrameSource):
     def _read_frame(self, timeout_s: float) -> Frame:
         buffer = bytearray(self._frame_bytes)
         view = memoryview(buffer)
-        stdout = self._proc.stdout
-        assert stdout is not None
+        assert self._proc.stdout is not None
+        # Read the fd directly: select() cannot see data already pulled into a Python buffer.
+        stdout = self._proc.stdout.fileno()
         got = 0
         deadline = time.monotonic() + timeout_s
         while got < self._frame_bytes:
@@ -147,7 +147,7 @@ class GstSource(FrameSource):
                     f"GStreamer pipeline '{self.head}' sent no complete frame for "
                     f"{timeout_s:g} s{self._stderr_hint()}"
                 )
-            count = stdout.readinto(view[got:])
+            count = os.readv(stdout, [view[got:]])
             if not count:
                 raise SourceError(self._death_message())
             got += count
@@ -175,7 +175,7 @@ class GstSource(FrameSource):
         assert self._proc.stderr is not None
         # This thread owns the pipe and closes it at EOF: closing it from another thread
         # while a read is blocked on it could hand the fd number to someone else mid-read.
-        with io.BufferedReader(self._proc.stderr) as stderr:
+        with self._proc.stderr as stderr:
             for raw in stderr:
                 line = raw.decode("utf-8", "replace").strip()
                 if line:

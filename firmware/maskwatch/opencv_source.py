@@ -40,7 +40,7 @@ class OpenCVSource(FrameSource):
 
     def __init__(
         self,
-        target: str | int,
+        target: str | int | os.PathLike[str],
         width: int | None = None,
         height: int | None = None,
         fps: int | None = None,
@@ -49,6 +49,8 @@ class OpenCVSource(FrameSource):
         self.read_timeout_s = read_timeout_s
         self._index = 0
         self._closed = False
+        if isinstance(target, os.PathLike):
+            target = os.fspath(target)
         device = _device(target)
         if device is not None:
             self.name = f"V4L2 camera {device}"

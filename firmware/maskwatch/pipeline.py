@@ -1,4 +1,5 @@
-"""The device pipeline after the frame source: faces → tracker → alarm decision, by frame time.
+"""The device pipeline after the frame source: fps cap → privacy zones → IR and schedule
+checks → faces → tracker → alarm decision, all by frame time.
 
 `maskwatch analyze` and the live service drive this same object, so a video file replays
 exactly what the device would have decided on that scene.
@@ -7,36 +8,89 @@ exactly what the device would have decided on that scene.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from datetime import datetime
+from enum import Enum
 
 from maskwatch.config import Config
 from maskwatch.decision import AlarmDecider
 from maskwatch.face_analyzer import FaceAnalyzer
 from maskwatch.fps_gate import FpsGate
+from maskwatch.ir_mode import IrDetector
+from maskwatch.privacy import PrivacyMask
+from maskwatch.schedule import Schedule
 from maskwatch.tracker import Tracker
 from maskwatch.types import Alarm, FaceResult, Frame
 
 log = logging.getLogger(__name__)
 
 
+class PipelineState(str, Enum):
+    ACTIVE = "active"
+    IR_MODE = "ir_mode"
+    OUTSIDE_SCHEDULE = "outside_schedule"
+
+
 @dataclass(frozen=True)
 class FrameOutcome:
+    """One processed frame; ``frame`` is already privacy-masked, so whatever shows or stores
+    it (page, snapshots) never sees inside a privacy zone."""
+
     frame: Frame
+    state: PipelineState
     faces: list[FaceResult]
     alarms: list[Alarm]
 
 
 class Pipeline:
-    def __init__(self, config: Config, analyzer: FaceAnalyzer | None = None) -> None:
+    def __init__(
+        self,
+        config: Config,
+        analyzer: FaceAnalyzer | None = None,
+        clock: Callable[[], datetime] | None = None,
+    ) -> None:
+        """``clock`` gives the wall-clock time for the operation schedule; None (offline
+        analysis of a recording) means the schedule does not apply."""
+        self.config = config
         self.analyzer = analyzer or FaceAnalyzer(config)
         self.gate = FpsGate(config.processing.fps_cap)
-        self.tracker = Tracker(config.tracker.iou_threshold, config.tracker.max_gap_s)
-        self.decider = AlarmDecider(config.decision)
+        self.privacy = PrivacyMask(config.privacy)
+        self.ir = IrDetector(config.ir)
+        self.schedule = Schedule(config.schedule)
+        self.clock = clock
+        self.state = PipelineState.ACTIVE
+        self._new_decision()
+
+    def _new_decision(self) -> None:
+        self.tracker = Tracker(self.config.tracker.iou_threshold, self.config.tracker.max_gap_s)
+        self.decider = AlarmDecider(self.config.decision)
 
     def process(self, frame: Frame) -> FrameOutcome | None:
         """The frame's faces and alarms, or None when the fps cap skips it."""
         if not self.gate.admit(frame.t):
             return None
+        frame = replace(frame, image=self.privacy.apply(frame.image))
+        state = self._state(frame)
+        if state != self.state:
+            log.info("detection %s", "resumed" if state is PipelineState.ACTIVE else state.value)
+            if state is not PipelineState.ACTIVE:
+                # History from before a pause must not complete an alarm after it.
+                self._new_decision()
+            self.state = state
+        if state is not PipelineState.ACTIVE:
+            return FrameOutcome(frame, state, [], [])
         faces = self.tracker.update(frame.t, self.analyzer.analyze(frame.image))
         alarms = self.decider.update(frame.t, frame.index, faces, self.tracker.pop_ended())
-        return FrameOutcome(frame, faces, alarms)
+        return FrameOutcome(frame, state, faces, alarms)
+
+    def _state(self, frame: Frame) -> PipelineState:
+        # The IR detector sees every frame, paused or not, so its hold time runs on.
+        if self.ir.update(frame):
+            return PipelineState.IR_MODE
+        if self.clock is not None and not self.schedule.is_active(self.clock()):
+            return PipelineState.OUTSIDE_SCHEDULE
+        return PipelineState.ACTIVE
+
+    def close(self) -> None:
+        self.ir.close()

@@ -29,7 +29,8 @@ carries ``SensorTimestamp``), ``instances`` (every Picamera2 made, for inspectio
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -186,7 +187,9 @@ class Picamera2:
     def camera_configuration(self) -> dict[str, Any] | None:
         return self.camera_config
 
-    def start(self, config: dict[str, Any] | None = None, show_preview: bool | None = False) -> None:
+    def start(
+        self, config: dict[str, Any] | None = None, show_preview: bool | None = False
+    ) -> None:
         if config is not None:
             self.configure(config)
         if self.camera_config is None:
