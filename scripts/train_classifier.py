@@ -12,76 +12,25 @@ and TensorFlow runs with deterministic ops.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import logging
 import os
 import sys
 import time
+import zlib
 from pathlib import Path
 
 import cv2
 import numpy as np
 
+from dataset import CLASSES, list_faces, make_crops, recall_by_class, source_of
 from maskwatch.face_crop import CROP_SIZE
-from maskwatch.face_detector import FaceDetector
-from maskwatch.image_io import read_rgb
 from maskwatch.mask_classifier import MANIFEST
 from maskwatch.model_fetch import ASSETS, sha256_of
-from maskwatch.photo_crops import crop_from_photo
 
 log = logging.getLogger("train_classifier")
 
-CLASSES = ("mask", "no_mask")
-MODEL_STEM = "mask_classifier_v1"
-
-
-def list_split(data: Path, split: str) -> list[tuple[str, int]]:
-    return [
-        (str(p), label)
-        for label, name in enumerate(CLASSES)
-        for p in sorted((data / "faces" / split / name).glob("*.jpg"))
-    ]
-
-
-def source_of(path: str) -> str:
-    """Data-set source from the file-name prefix (see ../shared/data/README.md)."""
-    name = Path(path).name
-    for prefix in ("facemask12k", "chandrikadeb7", "rmfd_part1"):
-        if name.startswith(prefix):
-            return prefix
-    return "other"
-
-
-def make_crops(items: list[tuple[str, int]], models_dir: Path, cache: Path) -> dict:
-    """Crops for every item, cached by the list of files and the crop code's own source."""
-    key = hashlib.sha256()
-    for path, label in items:
-        key.update(f"{path}:{label}\n".encode())
-    for module in ("face_crop", "photo_crops", "face_detector"):
-        key.update((Path(__file__).parents[1] / "firmware/maskwatch" / f"{module}.py").read_bytes())
-    cached = cache / f"crops_{key.hexdigest()[:16]}.npz"
-    if cached.is_file():
-        log.info("using cached crops %s", cached)
-        with np.load(cached) as z:
-            return {k: z[k] for k in z.files}
-    detector = FaceDetector(models_dir, min_face=16, score_threshold=0.5)
-    crops = np.zeros((len(items), CROP_SIZE, CROP_SIZE, 3), np.uint8)
-    detected = np.zeros(len(items), bool)
-    for i, (path, _) in enumerate(items):
-        result = crop_from_photo(read_rgb(path), detector)
-        crops[i], detected[i] = result.crop, result.detected
-        if i % 2000 == 0:
-            log.info("cropped %d / %d", i, len(items))
-    out = {
-        "x": crops,
-        "y": np.array([label for _, label in items], np.int64),
-        "detected": detected,
-        "paths": np.array([p for p, _ in items]),
-    }
-    cache.mkdir(parents=True, exist_ok=True)
-    np.savez(cached, **out)
-    return out
+MODEL_STEM = "mask_classifier_v2"
 
 
 def augment(crop: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -176,13 +125,6 @@ def tflite_predict(path: Path, crops: np.ndarray) -> np.ndarray:
     return np.array(probs)
 
 
-def recall_by_class(probs: np.ndarray, y: np.ndarray) -> dict[str, float]:
-    pred = probs.argmax(axis=1)
-    return {
-        name: round(float((pred[y == i] == i).mean()), 4) for i, name in enumerate(CLASSES)
-    }
-
-
 def update_manifest(out_dir: Path, paths: dict[str, Path], report: dict) -> None:
     """Record the new files (sha256, classes, metrics) and the fetched BlazeFace assets in
     models/manifest.json, which the device reads for each classifier's class order."""
@@ -218,7 +160,7 @@ def main() -> int:
         help="models directory holding BlazeFace (from `maskwatch setup`)",
     )
     parser.add_argument("--cache", type=Path, default=Path.home() / ".cache/maskwatch")
-    parser.add_argument("--epochs", type=int, default=30)
+    parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument("--seed", type=int, default=1234)
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
@@ -232,19 +174,21 @@ def main() -> int:
     tf.config.experimental.enable_op_determinism()
     started = time.time()
 
-    train_items = list_split(args.data, "train")
-    test_items = list_split(args.data, "test")
-    train = make_crops(train_items, args.detector_models, args.cache)
-    test = make_crops(test_items, args.detector_models, args.cache)
+    train = make_crops(
+        list_faces(args.data, "train"), args.detector_models, args.cache, "train", args.seed
+    )
+    test = make_crops(list_faces(args.data, "test"), args.detector_models, args.cache)
     log.info(
-        "crops ready: train %d (detector found %.1f%%), test %d (%.1f%%)",
-        len(train["y"]), 100 * train["detected"].mean(), len(test["y"]), 100 * test["detected"].mean(),
+        "crops ready: train %d (%d synthetic, detector found %.1f%%), test %d (%.1f%%)",
+        len(train["y"]), train["synthetic"].sum(), 100 * train["detected"].mean(),
+        len(test["y"]), 100 * test["detected"].mean(),
     )
 
     rng = np.random.default_rng(args.seed)
-    order = rng.permutation(len(train["y"]))
-    n_val = len(order) // 10
-    val_idx, fit_idx = np.sort(order[:n_val]), np.sort(order[n_val:])
+    # Validation holds out whole photos (with their drawn-mask variants), one in ten by name.
+    held = np.array([zlib.crc32(Path(p).name.encode()) % 10 == 0 for p in train["paths"]])
+    val_idx, fit_idx = np.flatnonzero(held), np.flatnonzero(~held)
+    n_val = len(val_idx)
     x_fit, y_fit = train["x"][fit_idx], train["y"][fit_idx]
     counts = np.bincount(y_fit, minlength=len(CLASSES))
     class_weight = {i: float(len(y_fit) / (len(CLASSES) * c)) for i, c in enumerate(counts)}
@@ -279,7 +223,10 @@ def main() -> int:
         val_pred = val_probs.argmax(axis=1)
         val_y = train["y"][val_idx]
         per_source = {}
-        val_sources = np.array([source_of(p) for p in train["paths"][val_idx]])
+        val_sources = np.array([
+            "synthetic" if synth else source_of(p)
+            for p, synth in zip(train["paths"][val_idx], train["synthetic"][val_idx])
+        ])
         for src in sorted(set(val_sources)):
             sel = val_sources == src
             per_source[src] = round(float((val_pred[sel] == val_y[sel]).mean()), 4)
@@ -299,7 +246,9 @@ def main() -> int:
         "train_images": int(len(y_fit)),
         "val_images": int(n_val),
         "train_detector_found_share": round(float(train["detected"].mean()), 4),
-        "data": "../shared/data/faces/train (facemask12k, chandrikadeb7, rmfd_part1)",
+        "data": "../shared/data/faces/train (facemask12k, chandrikadeb7, rmfd_part1) plus masks "
+                "drawn on its no_mask photos by maskwatch.mask_overlay (train palette)",
+        "synthetic_images": int(train["synthetic"].sum()),
         "metrics": metrics,
         "training_seconds": round(time.time() - started),
         "tensorflow": tf.__version__,

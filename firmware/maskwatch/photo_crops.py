@@ -16,6 +16,7 @@ import numpy as np
 
 from maskwatch.face_crop import crop_face
 from maskwatch.face_detector import FaceDetector
+from maskwatch.types import Box, Face
 
 log = logging.getLogger(__name__)
 
@@ -24,20 +25,29 @@ PAD_GREY = (128, 128, 128)
 
 
 @dataclass(frozen=True)
-class PhotoCrop:
-    crop: np.ndarray
-    detected: bool
+class PhotoFace:
+    """A photo on its grey canvas with the face found in it (None: the detector missed)."""
+
+    canvas: np.ndarray
+    face: Face | None
+    photo_box: Box
+
+    @property
+    def detected(self) -> bool:
+        return self.face is not None
+
+    def crop(self, canvas: np.ndarray | None = None) -> np.ndarray:
+        """The classifier crop; ``canvas`` replaces the photo (e.g. with a mask drawn on)."""
+        image = self.canvas if canvas is None else canvas
+        if self.face is None:
+            return crop_face(image, self.photo_box)
+        return crop_face(image, self.face.box, self.face.keypoints)
 
 
-def crop_from_photo(image: np.ndarray, detector: FaceDetector) -> PhotoCrop:
-    """The crop of the photo's largest detected face, or of the whole photo."""
+def find_photo_face(image: np.ndarray, detector: FaceDetector) -> PhotoFace:
     h, w = image.shape[:2]
     pad = int(max(h, w) * PAD_FRACTION)
     canvas = cv2.copyMakeBorder(image, pad, pad, pad, pad, cv2.BORDER_CONSTANT, value=PAD_GREY)
     # The face fills most of the photo: asking only for large faces keeps it to one model view.
     faces = detector.detect(canvas, min_face=0.3 * max(h, w))
-    if faces:
-        face = faces[0]
-        return PhotoCrop(crop_face(canvas, face.box, face.keypoints), True)
-    return PhotoCrop(crop_face(canvas, (pad, pad, pad + w, pad + h)), False)
-
+    return PhotoFace(canvas, faces[0] if faces else None, (pad, pad, pad + w, pad + h))

@@ -1,0 +1,128 @@
+"""Classifier crops from ../shared/data for training and evaluation, cached on disk.
+
+Every crop is made the way the device makes it (our detector, our crop function). Synthetic
+mask examples are drawn by maskwatch.mask_overlay on the unmasked training photos before
+cropping, so a drawn mask goes through exactly the resampling a real one would.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+
+from maskwatch.face_crop import CROP_SIZE
+from maskwatch.face_detector import FaceDetector
+from maskwatch.image_io import read_rgb
+from maskwatch.mask_overlay import Placement, draw_mask, random_style
+from maskwatch.photo_crops import find_photo_face
+
+log = logging.getLogger(__name__)
+
+CLASSES = ("mask", "no_mask", "incorrect")
+REPO = Path(__file__).resolve().parents[1]
+CODE_FILES = ("face_crop", "photo_crops", "face_detector", "mask_overlay")
+
+
+def list_folder(folder: Path, label: str) -> list[tuple[str, int]]:
+    return [(str(p), CLASSES.index(label)) for p in sorted(folder.glob("*.jpg"))]
+
+
+def list_faces(data: Path, split: str) -> list[tuple[str, int]]:
+    return [
+        item
+        for label in ("mask", "no_mask")
+        for item in list_folder(data / "faces" / split / label, label)
+    ]
+
+
+def source_of(path: str) -> str:
+    """Data-set source from the file-name prefix (see ../shared/data/README.md)."""
+    name = Path(path).name
+    for prefix in ("facemask12k", "chandrikadeb7", "rmfd_part1", "maskedfacenet"):
+        if name.startswith(prefix):
+            return prefix
+    return "other"
+
+
+def _cache_key(items: Iterable[tuple[str, int]], extra: str) -> str:
+    key = hashlib.sha256(extra.encode())
+    for path, label in items:
+        key.update(f"{path}:{label}\n".encode())
+    for module in CODE_FILES:
+        key.update((REPO / "firmware/maskwatch" / f"{module}.py").read_bytes())
+    return key.hexdigest()[:16]
+
+
+def make_crops(
+    items: list[tuple[str, int]],
+    models_dir: Path,
+    cache: Path,
+    overlays: str = "",
+    seed: int = 0,
+) -> dict[str, np.ndarray]:
+    """Crops (x), labels (y), whether the detector found the face, and paths.
+
+    ``overlays``: "" none; "train" adds, for every unmasked photo whose face was detected, one
+    incorrectly worn mask and (every second photo) one correctly worn mask, drawn with the
+    training palette; "heldout" replaces each detected unmasked photo by one correctly or
+    incorrectly worn mask in colours and patterns training never saw.
+    """
+    cached = cache / f"crops_{_cache_key(items, f'{overlays}:{seed}')}.npz"
+    if cached.is_file():
+        log.info("using cached crops %s", cached)
+        with np.load(cached) as z:
+            return {k: z[k] for k in z.files}
+    detector = FaceDetector(models_dir, min_face=16, score_threshold=0.5)
+    rng = np.random.default_rng(seed)
+    crops, labels, detected, paths, synthetic = [], [], [], [], []
+
+    def add(crop: np.ndarray, label: int, found: bool, path: str, synth: bool) -> None:
+        crops.append(crop)
+        labels.append(label)
+        detected.append(found)
+        paths.append(path)
+        synthetic.append(synth)
+
+    no_mask = CLASSES.index("no_mask")
+    for i, (path, label) in enumerate(items):
+        photo = find_photo_face(read_rgb(path), detector)
+        if overlays != "heldout":
+            add(photo.crop(), label, photo.detected, path, False)
+        if overlays and label == no_mask and photo.face is not None:
+            for placement in _placements(overlays, i, rng):
+                style = random_style(rng, placement=placement, palette=overlays)
+                drawn = draw_mask(photo.canvas, photo.face.keypoints, style, rng)
+                target = "mask" if placement is Placement.CORRECT else "incorrect"
+                add(photo.crop(drawn), CLASSES.index(target), True, path, True)
+        if i % 2000 == 0:
+            log.info("cropped %d / %d", i, len(items))
+    out = {
+        "x": np.stack(crops).astype(np.uint8) if crops else np.zeros((0, CROP_SIZE, CROP_SIZE, 3), np.uint8),
+        "y": np.array(labels, np.int64),
+        "detected": np.array(detected, bool),
+        "paths": np.array(paths),
+        "synthetic": np.array(synthetic, bool),
+    }
+    cache.mkdir(parents=True, exist_ok=True)
+    np.savez(cached, **out)
+    return out
+
+
+def _placements(overlays: str, index: int, rng: np.random.Generator) -> list[Placement]:
+    wrong = Placement.UNDER_NOSE if rng.random() < 0.5 else Placement.ON_CHIN
+    if overlays == "heldout":
+        return [Placement.CORRECT if index % 2 == 0 else wrong]
+    return [wrong, Placement.CORRECT] if index % 2 == 0 else [wrong]
+
+
+def recall_by_class(probs: np.ndarray, y: np.ndarray) -> dict[str, float]:
+    pred = probs.argmax(axis=1)
+    return {
+        name: round(float((pred[y == i] == i).mean()), 4)
+        for i, name in enumerate(CLASSES)
+        if (y == i).any()
+    }
