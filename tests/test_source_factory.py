@@ -188,6 +188,16 @@ def test_auto_prefers_the_pi_camera(fake_picamera2: ModuleType) -> None:
         assert "picamera2" in source.description
 
 
+def test_auto_with_a_v4l2_path_skips_the_csi_cameras(
+    fake_picamera2: ModuleType, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="maskwatch.source_factory")
+    with open_source(config(kind="auto", device="/dev/video9", **SMALL), MODELS) as source:
+        assert isinstance(source, DemoSource)
+    assert not fake_picamera2.instances
+    assert "skipping picamera2: device = '/dev/video9' names a V4L2 camera" in caplog.text
+
+
 def test_auto_keeps_its_choice_when_the_camera_drops_out(fake_picamera2: ModuleType) -> None:
     """A Pi camera that fails is waited for, not replaced by the demo scene on reopen."""
     fake_picamera2.stall_after = 1
@@ -314,3 +324,29 @@ def test_close_from_another_thread_wakes_the_back_off() -> None:
     source.close()
     reader.join(timeout=2.0)
     assert not reader.is_alive() and result == [None]
+
+
+def test_close_never_waits_for_a_hung_read() -> None:
+    """A camera stuck in read() must not hold up the service's shutdown; the reading thread
+    releases it once the read returns."""
+    entered, release = threading.Event(), threading.Event()
+
+    class Hung(Scripted):
+        def read(self) -> Frame | None:
+            entered.set()
+            release.wait(5.0)
+            return super().read()
+
+    inner = Hung(5)
+    source = ReopeningSource(lambda: inner, sleep=lambda _: None)
+    result: list[Frame | None] = []
+    reader = threading.Thread(target=lambda: result.append(source.read()))
+    reader.start()
+    assert entered.wait(2.0)
+    done = threading.Thread(target=source.close)
+    done.start()
+    done.join(timeout=1.0)
+    assert not done.is_alive() and not inner.closed  # returned at once, read still going
+    release.set()
+    reader.join(timeout=2.0)
+    assert result == [None] and inner.closed

@@ -15,6 +15,7 @@ import os
 import select
 import shlex
 import shutil
+import signal
 import subprocess
 import threading
 import time
@@ -185,11 +186,14 @@ class GstSource(FrameSource):
     def _stop(self) -> None:
         """Terminate and reap the child (no zombie) and close both pipes (no fd leak)."""
         if self._proc.poll() is None:
-            self._proc.terminate()
+            # On SIGINT gst-launch takes the pipeline down in order (to the NULL state), which
+            # lets nvarguscamerasrc release the sensor; a killed one can leave nvargus-daemon
+            # holding it, and the reopen then fails.
+            self._proc.send_signal(signal.SIGINT)
             try:
                 self._proc.wait(timeout=STOP_TIMEOUT_S)
             except subprocess.TimeoutExpired:
-                log.warning("gst-launch-1.0 pid %d ignored SIGTERM; killing it", self._proc.pid)
+                log.warning("gst-launch-1.0 pid %d ignored SIGINT; killing it", self._proc.pid)
                 self._proc.kill()
                 self._proc.wait()
         if self._proc.stdout is not None:

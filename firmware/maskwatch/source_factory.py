@@ -70,15 +70,19 @@ class RotatedSource(FrameSource):
         self.source.close()
 
 
+def _rotated(source: FrameSource, rotation: int) -> FrameSource:
+    return RotatedSource(source, rotation) if rotation else source
+
+
 def open_source(cfg: SourceConfig, models_dir: Path) -> FrameSource:
     """The configured source, opened and delivering, rotated as configured.
 
     Raises :class:`SourceError` with an installer-facing reason when it cannot be opened;
     ``auto`` only raises when even the demo scene cannot start (its photo is missing).
     """
-    kind = cfg.kind
-    source = _probe(cfg, models_dir)[1] if kind == "auto" else _OPENERS[kind](cfg, models_dir)
-    return RotatedSource(source, cfg.rotation) if cfg.rotation else source
+    if cfg.kind == "auto":
+        return _rotated(_probe(cfg, models_dir)[1], cfg.rotation)
+    return _rotated(_OPENERS[cfg.kind](cfg, models_dir), cfg.rotation)
 
 
 def open_reopening_source(
@@ -100,11 +104,9 @@ def open_reopening_source(
             return open_source(chosen, models_dir)
         kind, source = _probe(cfg, models_dir)
         chosen = cfg.model_copy(update={"kind": kind})
-        return RotatedSource(source, cfg.rotation) if cfg.rotation else source
+        return _rotated(source, cfg.rotation)
 
-    return ReopeningSource(
-        factory, end_is_final=cfg.kind == "file" and not cfg.loop, sleep=sleep
-    )
+    return ReopeningSource(factory, end_is_final=cfg.kind == "file" and not cfg.loop, sleep=sleep)
 
 
 class ReopeningSource(FrameSource):
@@ -120,8 +122,9 @@ class ReopeningSource(FrameSource):
 
     Frame indices and times continue across reopens (a reopened file restarts at t = 0), so
     trackers and alarm timers downstream see one stream whose time never goes backwards.
-    ``close()`` may be called from another thread: it wakes a back-off wait at once, and the
-    inner source is released as soon as a read in progress returns (within its read timeout).
+    ``close()`` may be called from another thread and never blocks: it wakes a back-off wait
+    at once; a read or open in progress finishes first (within the source's read timeout) and
+    then releases the source and returns ``None``.
     """
 
     def __init__(
@@ -161,14 +164,19 @@ class ReopeningSource(FrameSource):
         return f"{self._description} [{state}]"
 
     def read(self) -> Frame | None:
-        while not self._closing.is_set() and not self._ended:
+        while not self._ended:
+            frame = None
             with self._lock:
-                if self._closing.is_set():
-                    break
-                frame = self._read_once()
+                if not self._closing.is_set():
+                    frame = self._read_once()
+            if self._closing.is_set():
+                # close() may have found the lock taken and left the release to this thread.
+                with self._lock:
+                    self._close_inner()
+                return None
             if frame is not None:
                 return frame
-            if not self._ended and not self._closing.is_set():
+            if not self._ended:
                 log.info("reopening the source in %.1f s", self._delay)
                 self._sleep(self._delay)
                 self._delay = min(self._delay * 2, self.backoff_max)
@@ -176,9 +184,14 @@ class ReopeningSource(FrameSource):
 
     def close(self) -> None:
         self._closing.set()
-        with self._lock:
-            self._close_inner()
         self.camera_up = False
+        # Never wait for a read or an open in progress (a hung camera can take read_timeout_s
+        # plus the start grace): the reading thread releases the source when it returns.
+        if self._lock.acquire(blocking=False):
+            try:
+                self._close_inner()
+            finally:
+                self._lock.release()
 
     def _read_once(self) -> Frame | None:
         """One attempt: open if needed, then read. ``None`` means wait and try again (or the
@@ -319,6 +332,8 @@ def _probe(cfg: SourceConfig, models_dir: Path) -> tuple[str, FrameSource]:
 
 def _unavailable(kind: str, cfg: SourceConfig) -> str | None:
     """Why ``kind`` is not worth opening here, found without touching a camera (None = try)."""
+    if kind in ("picamera2", "jetson") and cfg.device.startswith("/dev/"):
+        return f"device = '{cfg.device}' names a V4L2 camera"
     if kind == "jetson":
         return _no_nvargus()
     if kind == "v4l2" and not Path(device := _v4l2_device(cfg)).exists():
