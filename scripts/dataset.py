@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import multiprocessing
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -24,6 +25,7 @@ log = logging.getLogger(__name__)
 
 CLASSES = ("mask", "no_mask", "incorrect")
 REPO = Path(__file__).resolve().parents[1]
+WORKERS = 2
 CODE_FILES = ("face_crop", "photo_crops", "face_detector", "mask_overlay")
 
 
@@ -76,30 +78,17 @@ def make_crops(
         log.info("using cached crops %s", cached)
         with np.load(cached) as z:
             return {k: z[k] for k in z.files}
-    detector = FaceDetector(models_dir, min_face=16, score_threshold=0.5)
-    rng = np.random.default_rng(seed)
-    crops, labels, detected, paths, synthetic = [], [], [], [], []
-
-    def add(crop: np.ndarray, label: int, found: bool, path: str, synth: bool) -> None:
-        crops.append(crop)
-        labels.append(label)
-        detected.append(found)
-        paths.append(path)
-        synthetic.append(synth)
-
-    no_mask = CLASSES.index("no_mask")
-    for i, (path, label) in enumerate(items):
-        photo = find_photo_face(read_rgb(path), detector)
-        if overlays != "heldout":
-            add(photo.crop(), label, photo.detected, path, False)
-        if overlays and label == no_mask and photo.face is not None:
-            for placement in _placements(overlays, i, rng):
-                style = random_style(rng, placement=placement, palette=overlays)
-                drawn = draw_mask(photo.canvas, photo.face.keypoints, style, rng)
-                target = "mask" if placement is Placement.CORRECT else "incorrect"
-                add(photo.crop(drawn), CLASSES.index(target), True, path, True)
-        if i % 2000 == 0:
-            log.info("cropped %d / %d", i, len(items))
+    jobs = [(path, label, overlays, seed, i, str(models_dir)) for i, (path, label) in enumerate(items)]
+    rows: list[tuple[np.ndarray, int, bool, str, bool]] = []
+    # Two worker processes (the machine has two cores); every item seeds its own generator,
+    # so the result does not depend on how the work is split.
+    with multiprocessing.get_context("spawn").Pool(WORKERS) as pool:
+        for i, item_rows in enumerate(pool.imap(_item_crops, jobs, chunksize=64)):
+            rows += item_rows
+            if i % 2000 == 0:
+                log.info("cropped %d / %d", i, len(items))
+    crops = [r[0] for r in rows]
+    labels, detected, paths, synthetic = ([r[k] for r in rows] for k in range(1, 5))
     out = {
         "x": np.stack(crops).astype(np.uint8) if crops else np.zeros((0, CROP_SIZE, CROP_SIZE, 3), np.uint8),
         "y": np.array(labels, np.int64),
@@ -110,6 +99,29 @@ def make_crops(
     cache.mkdir(parents=True, exist_ok=True)
     np.savez(cached, **out)
     return out
+
+
+_detector: FaceDetector | None = None
+
+
+def _item_crops(job: tuple[str, int, str, int, int, str]) -> list[tuple]:
+    """The crops of one photo: the photo itself and any masks drawn on it."""
+    global _detector
+    path, label, overlays, seed, index, models_dir = job
+    if _detector is None:
+        _detector = FaceDetector(Path(models_dir), min_face=16, score_threshold=0.5)
+    rng = np.random.default_rng([seed, index])
+    photo = find_photo_face(read_rgb(path), _detector)
+    rows = []
+    if overlays != "heldout":
+        rows.append((photo.crop(), label, photo.detected, path, False))
+    if overlays and label == CLASSES.index("no_mask") and photo.face is not None:
+        for placement in _placements(overlays, index, rng):
+            style = random_style(rng, placement=placement, palette=overlays)
+            drawn = draw_mask(photo.canvas, photo.face.keypoints, style, rng)
+            target = "mask" if placement is Placement.CORRECT else "incorrect"
+            rows.append((photo.crop(drawn), CLASSES.index(target), True, path, True))
+    return rows
 
 
 def _placements(overlays: str, index: int, rng: np.random.Generator) -> list[Placement]:

@@ -19,6 +19,7 @@ import cv2
 import numpy as np
 
 from maskwatch.frame_source import FrameSource, SourceError
+from maskwatch.mask_overlay import MaskStyle, Placement, Shape, draw_mask_with_coverage
 from maskwatch.model_fetch import ASSETS, sha256_of
 from maskwatch.types import Box, Frame
 
@@ -60,19 +61,16 @@ DOOR = (0.775, 0.13, 0.945)  # left x, top y, right x of the opening (it reaches
 COUNTER_TOP_Y = 0.64
 FAR_FACE_Y = 0.40
 
-# Surgical mask in face units: origin between the eyes, u towards the subject's left eye, v down
-# (towards the mouth), one unit = distance between the eyes. Half the outline (u >= 0, from the
-# nose bridge round to the chin), mirrored for the other side. Fitted on the photo: from just
-# below the eyes over the nose bridge, out to the ears, and down below the chin.
-MASK_HALF_OUTLINE = [
-    (0.00, 0.23), (0.32, 0.28), (0.68, 0.37), (1.04, 0.44), (1.13, 0.53), (1.13, 0.78),
-    (1.05, 1.10), (0.92, 1.42), (0.70, 1.72), (0.38, 1.93), (0.00, 2.01),
-]
-NEAR_MASK_RGB = np.array([142, 192, 224], np.float32)  # light-blue non-woven fabric
-FAR_MASK_RGB = np.array([226, 230, 233], np.float32)  # white
-LOOP_RGB = np.array([236, 238, 240], np.float32)
-# Pleats: (v in the middle, v at the sides); the fabric narrows towards the ear loops.
-PLEATS = [(0.82, 0.66), (1.22, 0.90), (1.62, 1.14)]
+# The masks are drawn by maskwatch.mask_overlay, like the training overlays: pleated surgical
+# masks, light-blue non-woven fabric on the near person and white on the far one.
+NEAR_MASK = MaskStyle(
+    shape=Shape.PLEATED, placement=Placement.CORRECT, colour=(142, 192, 224),
+    loop_colour=(236, 238, 240), seed=1,
+)
+FAR_MASK = MaskStyle(
+    shape=Shape.PLEATED, placement=Placement.CORRECT, colour=(226, 230, 233),
+    loop_colour=(236, 238, 240), seed=2,
+)
 
 
 @dataclass(frozen=True)
@@ -144,10 +142,10 @@ class DemoSource(FrameSource):
         self._layout = _Layout.of(self.width, self.height)
         self._background = _draw_background(self.width, self.height, self._layout, rng)
         self._noise = _sensor_noise(self.width, self.height, rng)
-        self._near = _make_sprite(photo, rng, NEAR_MASK_RGB, mirror=False, scale=SPRITE_SCALE)
+        self._near = _make_sprite(photo, rng, NEAR_MASK, mirror=False, scale=SPRITE_SCALE)
         # The far sprite is made at the largest size it is drawn, so it is only ever shrunk.
         far_scale = self._k * FAR_FACE_WIDTH[1] / _photo_face_width()
-        self._far = _make_sprite(photo, rng, FAR_MASK_RGB, mirror=True, scale=far_scale)
+        self._far = _make_sprite(photo, rng, FAR_MASK, mirror=True, scale=far_scale)
         self._next_index = 0
         self._closed = False
         log.info("opened %s", self.description)
@@ -291,14 +289,15 @@ def _paste(
 
 
 def _make_sprite(
-    photo: np.ndarray, rng: np.random.Generator, mask_rgb: np.ndarray, mirror: bool, scale: float
+    photo: np.ndarray, rng: np.random.Generator, mask: MaskStyle, mirror: bool, scale: float
 ) -> _Sprite:
     """Cut the person out at ``scale`` times the photo's resolution. The mask is drawn before
     any mirroring, so its geometry always follows the subject's own left and right."""
     big = cv2.resize(photo, None, fx=SPRITE_SCALE, fy=SPRITE_SCALE, interpolation=cv2.INTER_CUBIC)
     plain = big.astype(np.float32)
     plain_alpha = cv2.resize(_person_alpha(photo), big.shape[1::-1], interpolation=cv2.INTER_LINEAR)
-    masked, coverage = _draw_mask(plain, PHOTO_KEYPOINTS * SPRITE_SCALE, mask_rgb, rng)
+    masked_rgb, coverage = draw_mask_with_coverage(big, PHOTO_KEYPOINTS * SPRITE_SCALE, mask, rng)
+    masked = masked_rgb.astype(np.float32)
     # Where the mask reaches past the cheek onto cut-away backdrop it must still be opaque.
     masked_alpha = np.maximum(plain_alpha, coverage)
 
@@ -357,137 +356,6 @@ def _person_alpha(photo: np.ndarray) -> np.ndarray:
     # Pulled in by a pixel before softening, so the soft edge holds hair, not pale backdrop.
     shape = cv2.erode(shape, np.ones((3, 3), np.uint8))
     return cv2.GaussianBlur(shape.astype(np.float32) / 255.0, (0, 0), 1.0)
-
-
-def _draw_mask(
-    rgb: np.ndarray, keypoints: np.ndarray, mask_rgb: np.ndarray, rng: np.random.Generator
-) -> tuple[np.ndarray, np.ndarray]:
-    """A pleated surgical mask placed by the eye and ear keypoints: outline, cylinder
-    shading, nose-wire ridge, pleats, hem, ear loops, and a soft shadow on the skin. Returns the
-    image and the mask's own coverage (0..1), which the cut-out must keep opaque."""
-    right_eye, left_eye, _, _, right_ear, left_ear = keypoints
-    unit = float(np.linalg.norm(left_eye - right_eye))
-    ex = (left_eye - right_eye) / unit
-    ey = np.array([-ex[1], ex[0]], np.float32)
-    origin = (left_eye + right_eye) / 2
-
-    def to_image(uv: np.ndarray) -> np.ndarray:
-        uv = np.asarray(uv, np.float32).reshape(-1, 2)
-        return origin + unit * (uv[:, :1] * ex + uv[:, 1:] * ey)
-
-    def to_face(xy: np.ndarray) -> np.ndarray:
-        d = (np.asarray(xy, np.float32) - origin) / unit
-        return np.array([d @ ex, d @ ey], np.float32)
-
-    half = np.array(MASK_HALF_OUTLINE, np.float32)
-    mirrored = half[::-1][1:-1] * (-1, 1)
-    outline_uv = _closed_spline(np.vstack([half, mirrored]))
-    outline = to_image(outline_uv)
-
-    h, w = rgb.shape[:2]
-    pad = int(unit * 0.6)
-    x0, y0 = np.maximum(outline.min(axis=0).astype(int) - pad, 0)
-    x1, y1 = np.minimum(outline.max(axis=0).astype(int) + pad, (w, h))
-    patch = rgb[y0:y1, x0:x1].copy()
-    local = outline - (x0, y0)
-    ph, pw = patch.shape[:2]
-
-    fabric = np.zeros((ph, pw), np.uint8)
-    cv2.fillPoly(fabric, [_fixed(local)], 255, cv2.LINE_AA, shift=4)
-    fabric_a = cv2.GaussianBlur(fabric.astype(np.float32) / 255.0, (0, 0), 0.6)
-
-    gx, gy = np.meshgrid(
-        np.arange(pw, dtype=np.float32) + x0, np.arange(ph, dtype=np.float32) + y0
-    )
-    fu, fv = to_face(np.dstack([gx, gy]).reshape(-1, 2)).reshape(2, ph, pw)
-
-    # Light from above-front: the fabric darkens where it turns away round the cheeks and under
-    # the chin; the nose wire makes a bright ridge down the middle of the upper part.
-    shade = 1.0 - 0.32 * np.clip(np.abs(fu) / 1.15, 0, 1) ** 2.2
-    shade *= 1.0 - 0.22 * np.clip((fv - 1.55) / 0.5, 0, 1)
-    shade += 0.07 * np.exp(-(fu / 0.22) ** 2) * np.clip((0.95 - fv) / 0.5, 0, 1)
-
-    # Pleats: a dark crease under a lit fold, drawn as thin curves then softened.
-    us = np.linspace(-1.25, 1.25, 60, dtype=np.float32)
-    creases, folds = [], []
-    for v_mid, v_side in PLEATS:
-        vs = v_side + (v_mid - v_side) * (1 - (us / 1.2) ** 2)
-        creases.append(to_image(np.stack([us, vs], 1)) - (x0, y0))
-        folds.append(to_image(np.stack([us, vs - 0.07], 1)) - (x0, y0))
-    crease_a = _strokes((ph, pw), creases, unit * 0.035)
-    fold_a = _strokes((ph, pw), folds, unit * 0.08)
-    shade *= 1.0 - 0.30 * cv2.GaussianBlur(crease_a, (0, 0), unit * 0.012 + 0.5)
-    shade += 0.06 * cv2.GaussianBlur(fold_a, (0, 0), unit * 0.03 + 0.5)
-
-    # Hem: the bound edge reads as a slightly darker, denser band.
-    hem = _strokes((ph, pw), [local], unit * 0.09, closed=True)
-    shade *= 1.0 - 0.10 * cv2.GaussianBlur(hem, (0, 0), 0.8)
-
-    texture = rng.normal(0.0, 0.025, (ph, pw)).astype(np.float32)
-    texture = cv2.GaussianBlur(texture, (0, 0), 0.7)
-    colour = mask_rgb[None, None, :] * np.clip(shade + texture, 0, 1.25)[:, :, None]
-
-    # The mask stands off the face, so the skin just below and beside it is in its shadow.
-    shift = np.float32([[1, 0, unit * 0.03], [0, 1, unit * 0.07]])
-    shadow = cv2.warpAffine(fabric_a, shift, (pw, ph))
-    shadow = cv2.GaussianBlur(shadow, (0, 0), unit * 0.06) * (1 - fabric_a) * 0.45
-    patch *= (1 - shadow)[:, :, None]
-
-    # Ear loops: elastic from the mask's corners to above and below each ear.
-    loop_curves = []
-    for sign, ear in ((1, left_ear), (-1, right_ear)):
-        eu, ev = to_face(ear)
-        for start, bend, end in (
-            ((sign * 1.12, 0.47), (sign * 1.20, 0.30), (eu + sign * 0.06, ev - 0.10)),
-            ((sign * 1.02, 1.30), (sign * 1.20, 1.05), (eu + sign * 0.08, ev + 0.32)),
-        ):
-            curve = _quadratic(np.array(start), np.array(bend), np.array(end))
-            loop_curves.append(to_image(curve) - (x0, y0))
-    loops = _strokes((ph, pw), loop_curves, unit * 0.035)
-    loops = cv2.GaussianBlur(loops, (0, 0), 0.6) * (1 - fabric_a)
-    patch = patch * (1 - loops[:, :, None]) + LOOP_RGB * 0.92 * loops[:, :, None]
-
-    patch = patch * (1 - fabric_a[:, :, None]) + colour * fabric_a[:, :, None]
-    out = rgb.copy()
-    out[y0:y1, x0:x1] = patch
-    coverage = np.zeros((h, w), np.float32)
-    coverage[y0:y1, x0:x1] = np.maximum(fabric_a, loops)
-    return out, coverage
-
-
-def _closed_spline(points: np.ndarray, per_segment: int = 16) -> np.ndarray:
-    """Catmull-Rom through the control points, so the mask edge is a smooth curve, not a
-    polygon with visible corners."""
-    n = len(points)
-    s = np.linspace(0, 1, per_segment, endpoint=False, dtype=np.float32)[:, None]
-    curve = []
-    for i in range(n):
-        p0, p1, p2, p3 = (points[(i + k) % n] for k in (-1, 0, 1, 2))
-        curve.append(
-            0.5 * (2 * p1 + (p2 - p0) * s + (2 * p0 - 5 * p1 + 4 * p2 - p3) * s**2
-                   + (3 * p1 - p0 - 3 * p2 + p3) * s**3)
-        )
-    return np.vstack(curve)
-
-
-def _quadratic(p0: np.ndarray, p1: np.ndarray, p2: np.ndarray, n: int = 20) -> np.ndarray:
-    s = np.linspace(0, 1, n)[:, None]
-    return (1 - s) ** 2 * p0 + 2 * (1 - s) * s * p1 + s**2 * p2
-
-
-def _strokes(
-    size: tuple[int, int], curves: list[np.ndarray], width: float, closed: bool = False
-) -> np.ndarray:
-    """Curves as 0..1 coverage; drawn in 8 bits because OpenCV anti-aliases only there."""
-    canvas = np.zeros(size, np.uint8)
-    thickness = max(1, int(round(width)))
-    cv2.polylines(canvas, [_fixed(c) for c in curves], closed, 255, thickness, cv2.LINE_AA, shift=4)
-    return canvas.astype(np.float32) / 255.0
-
-
-def _fixed(points: np.ndarray) -> np.ndarray:
-    """Sub-pixel coordinates for OpenCV drawing (``shift=4``): 1/16 px keeps thin lines smooth."""
-    return np.round(np.asarray(points) * 16).astype(np.int32).reshape(-1, 1, 2)
 
 
 def _draw_background(
