@@ -45,8 +45,14 @@ if [ ! -x "$venv/bin/python" ]; then
     "$python" -m venv "${venv_flags[@]}" "$venv"
 fi
 
+# Real peers the tests use: GStreamer (the Jetson capture path with videotestsrc),
+# the shell linter (install scripts) and systemd-analyze (the unit file).
+case ",$extras," in
+    *,test,*) apt_install gstreamer1.0-tools gstreamer1.0-plugins-base shellcheck systemd ;;
+esac
+
 spec="$here"
-[ -n "$extras" ] && spec="$here[$extras]"
+[ -n "$extras" ] && spec="${here}[$extras]"
 stamp="$venv/.maskwatch-installed"
 want="$(cat "$here/setup.cfg" "$here/pyproject.toml" | sha256sum | cut -c1-16) $extras"
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
