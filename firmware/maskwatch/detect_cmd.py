@@ -2,7 +2,7 @@
 
 The JSON line shape is a contract other tools (scripts/score_scenes.py, installers' checks)
 depend on: {"image", "width", "height", "faces": [{"box", "score", "label", "confidence",
-"probs"}], "ms"}.
+"probs"}], "ms"}; a face that was not classified has label "unknown" and a "reason" key.
 """
 
 from __future__ import annotations
@@ -25,13 +25,16 @@ EX_BAD_INPUT = 2
 
 
 def face_json(result: FaceResult) -> dict:
-    return {
+    line = {
         "box": [round(v, 1) for v in result.face.box],
         "score": round(result.face.score, 4),
         "label": result.classification.label.value,
         "confidence": round(result.classification.confidence, 4),
         "probs": result.classification.probs,
     }
+    if result.reason is not None:
+        line["reason"] = result.reason
+    return line
 
 
 def _table_lines(path: str, width: int, height: int, results: list[FaceResult], ms: float):

@@ -16,6 +16,7 @@ import numpy as np
 from maskwatch.config import Config
 from maskwatch.face_crop import crop_face
 from maskwatch.face_detector import FaceDetector
+from maskwatch.face_gates import QualityGates
 from maskwatch.mask_classifier import MaskClassifier
 from maskwatch.tflite_runtime import Accelerator, choose_accelerator
 from maskwatch.types import ALARM_LABELS, Classification, Face, FaceResult, Label
@@ -51,6 +52,7 @@ class FaceAnalyzer:
         self.classifier = MaskClassifier(
             models_dir, model_file, runtime.threads, self.accelerator, runtime.edgetpu_device
         )
+        self.gates = QualityGates(config.gates)
 
     def find_faces(self, image: np.ndarray) -> list[Face]:
         """Faces in frame pixels; detection itself may run on a shrunk copy."""
@@ -72,11 +74,16 @@ class FaceAnalyzer:
         faces = self.find_faces(image)
         if not faces:
             return []
-        crops = np.stack(
-            [crop_face(image, f.box, f.keypoints, self.classifier.input_size) for f in faces]
-        )
-        classes = self.classifier.classify(crops)
-        return [self._trusted(FaceResult(f, c)) for f, c in zip(faces, classes)]
+        crops = [crop_face(image, f.box, f.keypoints, self.classifier.input_size) for f in faces]
+        # F3/F4: a face failing a pose or quality gate is "unknown" and is not classified.
+        reasons = [self.gates.check(image, f, c) for f, c in zip(faces, crops)]
+        passed = [c for c, r in zip(crops, reasons) if r is None]
+        classes = iter(self.classifier.classify(np.stack(passed)) if passed else [])
+        return [
+            self._trusted(FaceResult(f, next(classes))) if r is None
+            else FaceResult(f, Classification(Label.UNKNOWN, 0.0, {}), reason=r)
+            for f, r in zip(faces, reasons)
+        ]
 
     def _trusted(self, result: FaceResult) -> FaceResult:
         """BlazeFace scores masked faces low, so a low score is normal for a mask, but a
