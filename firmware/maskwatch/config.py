@@ -6,12 +6,14 @@ every numeric value carries its allowed range so the error can say what is allow
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import os
 import re
 import sys
 from pathlib import Path
 from typing import Any, Literal, get_args, get_origin
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
@@ -22,6 +24,9 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+
+from maskwatch.tcp_output import DEFAULT_TEMPLATE as DEFAULT_ALARM_TEMPLATE
+from maskwatch.tcp_output import ENCODERS, check_template
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -306,6 +311,280 @@ class PrivacyConfig(Section):
     zones: list[PrivacyZone] = Field(default_factory=list)
 
 
+class GatesConfig(Section):
+    """Pose and quality gates (F3, F4): a face failing one is "unknown", never classified."""
+
+    enabled: bool = True
+    max_yaw_deg: float = Field(45.0, gt=0.0, le=90.0)
+    max_pitch_deg: float = Field(30.0, gt=0.0, le=90.0)
+    edge_margin: float = Field(0.1, ge=0.0, le=0.9)
+    min_sharpness: float = Field(10.0, ge=0.0, le=10000.0)
+    min_luminance: float = Field(25.0, ge=0.0, le=255.0)
+    max_luminance: float = Field(235.0, ge=0.0, le=255.0)
+    max_clipped: float = Field(0.5, gt=0.0, le=1.0)
+
+    @model_validator(mode="after")
+    def _luminance_range(self) -> "GatesConfig":
+        if self.min_luminance >= self.max_luminance:
+            raise ValueError(
+                f"min_luminance ({self.min_luminance}) must be less than max_luminance "
+                f"({self.max_luminance})"
+            )
+        return self
+
+
+class StorageConfig(Section):
+    """The event log (F18): every alarm with its JPEG snapshot, under ``state_dir``."""
+
+    state_dir: str = Field("", max_length=1024)
+    max_events: int = Field(10000, ge=1, le=1_000_000)
+    max_bytes: int = Field(1_000_000_000, ge=1_000_000, le=10**13)
+    max_age_days: float = Field(30.0, gt=0.0, le=3650.0)
+    snapshots: bool = True
+    snapshot_quality: int = Field(85, ge=10, le=100)
+
+    def resolve_state_dir(self) -> Path:
+        """Where the event log lives: the config, then systemd's $STATE_DIRECTORY, then
+        $MASKWATCH_STATE_DIR, then /var/lib/maskwatch."""
+        if self.state_dir:
+            return Path(self.state_dir)
+        from_systemd = os.environ.get("STATE_DIRECTORY", "").split(":")[0]
+        chosen = from_systemd or os.environ.get("MASKWATCH_STATE_DIR", "")
+        return Path(chosen) if chosen else Path("/var/lib/maskwatch")
+
+
+_HOST_LABEL = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)")
+LineEnd = Literal["\n", "\r\n", "\r", ""]
+
+
+def valid_host(value: str) -> str:
+    """A host name (RFC 1123) or an IPv4/IPv6 address, else ValueError saying why."""
+    if not value:
+        raise ValueError("host is empty: give a host name or an IP address")
+    if "://" in value or "/" in value:
+        raise ValueError("host is a name or an IP address only, without scheme or path")
+    try:
+        ipaddress.ip_address(value)
+        return value
+    except ValueError:
+        pass
+    if ":" in value:
+        raise ValueError("not a valid host name or IP address (the port goes in 'port'; an "
+                         "IPv6 address is written without brackets)")
+    name = value[:-1] if value.endswith(".") else value
+    labels = name.split(".")
+    if (len(name) > 253 or not all(_HOST_LABEL.fullmatch(label) for label in labels)
+            or labels[-1].isdigit()):
+        raise ValueError("not a valid host name or IP address (a name has letters, digits, "
+                         "'-' and '.'; an IPv4 address is four numbers 0-255)")
+    return value
+
+
+class TcpDestinationConfig(Section):
+    """One TCP alarm destination (F14): connect, send one message, close."""
+
+    host: str
+    port: int = Field(1818, ge=1, le=65535)
+    enabled: bool = True
+    format: str = Field("json", description="'json', 'template' or a registered encoder")
+    template: str = Field(DEFAULT_ALARM_TEMPLATE, max_length=1024)
+    additional_data: bool = False
+    line_end: LineEnd = "\n"
+    retries: int = Field(2, ge=0, le=30)
+    retry_pause_s: float = Field(0.5, ge=0.0, le=10.0)
+    connect_timeout_s: float = Field(3.0, gt=0.0, le=60.0)
+    send_timeout_s: float = Field(5.0, gt=0.0, le=60.0)
+    wait_for_close: bool = True
+
+    @field_validator("host")
+    @classmethod
+    def _valid_host(cls, value: str) -> str:
+        return valid_host(value)
+
+    @field_validator("template")
+    @classmethod
+    def _valid_template(cls, value: str) -> str:
+        return check_template(value)
+
+    @field_validator("format")
+    @classmethod
+    def _known_format(cls, value: str) -> str:
+        if value not in ENCODERS:
+            raise ValueError(f"unknown format {value!r} (allowed: {', '.join(ENCODERS)})")
+        return value
+
+
+class WebhookConfig(Section):
+    """An HTTP webhook (F15): a signed JSON POST per alarm."""
+
+    url: str = Field(max_length=2048)
+    enabled: bool = True
+    secret: str = Field("", max_length=1024, description="HMAC-SHA256 key; '' = unsigned")
+    timeout_s: float = Field(5.0, gt=0.0, le=60.0)
+    verify_tls: bool = True
+    ca_file: str = ""
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("url must be http://<host>[:port]/<path> or https://...")
+        try:
+            port = parts.port
+        except ValueError:
+            raise ValueError("the port in the url must be 1-65535") from None
+        if port == 0:
+            raise ValueError("the port in the url must be 1-65535")
+        valid_host(parts.hostname)
+        return value
+
+
+class MqttConfig(Section):
+    """An MQTT broker (F16): alarm events, retained state, availability, HA discovery."""
+
+    host: str
+    port: int | None = Field(None, ge=1, le=65535, description="unset = 1883, 8883 with TLS")
+    enabled: bool = True
+    username: str = ""
+    password: str = ""
+    tls: bool = False
+    ca_file: str = ""
+    client_id: str = Field("", max_length=128, description="'' = maskwatch-<device>")
+    topic_prefix: str = Field("maskwatch", min_length=1, max_length=128)
+    keepalive_s: int = Field(30, ge=5, le=3600)
+    publish_timeout_s: float = Field(5.0, gt=0.0, le=60.0)
+    state_hold_s: float = Field(10.0, ge=0.0, le=3600.0)
+    discovery: bool = True
+    discovery_prefix: str = Field("homeassistant", min_length=1, max_length=128)
+    snapshot: Literal["image", "url", "off"] = "image"
+
+    @field_validator("host")
+    @classmethod
+    def _valid_host(cls, value: str) -> str:
+        return valid_host(value)
+
+    @field_validator("topic_prefix", "discovery_prefix")
+    @classmethod
+    def _topic_part(cls, value: str) -> str:
+        if any(ch in value for ch in "+#\0") or value.startswith("/") or value.endswith("/"):
+            raise ValueError("a topic prefix has no '+', '#' and no leading or trailing '/'")
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "MqttConfig":
+        if self.ca_file and not self.tls:
+            raise ValueError("ca_file needs tls = true")
+        if self.password and not self.username:
+            raise ValueError("password needs a username")
+        return self
+
+    @property
+    def broker_port(self) -> int:
+        return self.port if self.port is not None else (8883 if self.tls else 1883)
+
+
+class SerialOutputConfig(Section):
+    """A line per alarm on a serial port (F17)."""
+
+    port: str = Field(min_length=1, max_length=256, description="e.g. /dev/ttyUSB0")
+    enabled: bool = True
+    baudrate: int = Field(9600, ge=50, le=4_000_000)
+    parity: Literal["N", "E", "O"] = "N"
+    stopbits: Literal[1, 2] = 1
+    template: str = Field(DEFAULT_ALARM_TEMPLATE, max_length=1024)
+    line_end: LineEnd = "\r\n"
+    write_timeout_s: float = Field(2.0, gt=0.0, le=30.0)
+
+    @field_validator("template")
+    @classmethod
+    def _valid_template(cls, value: str) -> str:
+        return check_template(value)
+
+
+class GpioOutputConfig(Section):
+    """A relay pulse per alarm (F17)."""
+
+    pin: int = Field(ge=0, le=53, description="BCM number")
+    enabled: bool = True
+    active_high: bool = True
+    pulse_s: float = Field(1.0, ge=0.01, le=600.0)
+
+
+MAX_TCP_DESTINATIONS = 8
+
+
+def _unique(items: list[Any], key: str, what: str) -> None:
+    seen: set[Any] = set()
+    for item in items:
+        if key == "host:port":
+            value = f"{item.host.lower()}:{getattr(item, 'broker_port', item.port)}"
+        else:
+            value = getattr(item, key)
+        if value in seen:
+            raise ValueError(f"{what} {value!r} is listed twice")
+        seen.add(value)
+
+
+class OutputsConfig(Section):
+    """Alarm delivery common to every destination: the dispatcher retries a failed delivery
+    with back-off (retry_initial_s doubling up to retry_max_s) until the alarm is max_age_s
+    old; undelivered alarms wait in the event log's outbox, also across restarts."""
+
+    max_age_s: float = Field(3600.0, ge=10.0, le=7 * 86400.0)
+    retry_initial_s: float = Field(1.0, gt=0.0, le=60.0)
+    retry_max_s: float = Field(60.0, gt=0.0, le=3600.0)
+    queue_size: int = Field(1000, ge=10, le=100_000)
+    # The destinations (SPEC F14-F17), built by outputs.build_outputs in this order.
+    tcp: list[TcpDestinationConfig] = Field(default_factory=list)
+    webhook: list[WebhookConfig] = Field(default_factory=list)
+    mqtt: list[MqttConfig] = Field(default_factory=list)
+    serial: list[SerialOutputConfig] = Field(default_factory=list)
+    gpio: list[GpioOutputConfig] = Field(default_factory=list)
+
+    @field_validator("tcp")
+    @classmethod
+    def _at_most_8(cls, value: list[TcpDestinationConfig]) -> list[TcpDestinationConfig]:
+        if len(value) > MAX_TCP_DESTINATIONS:
+            raise ValueError(f"at most {MAX_TCP_DESTINATIONS} TCP destinations "
+                             f"(got {len(value)})")
+        _unique(value, "host:port", "TCP destination")
+        return value
+
+    @field_validator("webhook")
+    @classmethod
+    def _unique_urls(cls, value: list[WebhookConfig]) -> list[WebhookConfig]:
+        _unique(value, "url", "webhook url")
+        return value
+
+    @field_validator("mqtt")
+    @classmethod
+    def _unique_brokers(cls, value: list[MqttConfig]) -> list[MqttConfig]:
+        _unique(value, "host:port", "MQTT broker")
+        return value
+
+    @field_validator("serial")
+    @classmethod
+    def _unique_ports(cls, value: list[SerialOutputConfig]) -> list[SerialOutputConfig]:
+        _unique(value, "port", "serial port")
+        return value
+
+    @field_validator("gpio")
+    @classmethod
+    def _unique_pins(cls, value: list[GpioOutputConfig]) -> list[GpioOutputConfig]:
+        _unique(value, "pin", "GPIO pin")
+        return value
+
+    @model_validator(mode="after")
+    def _backoff_range(self) -> "OutputsConfig":
+        if self.retry_initial_s > self.retry_max_s:
+            raise ValueError(
+                f"retry_initial_s ({self.retry_initial_s}) must not exceed retry_max_s "
+                f"({self.retry_max_s})"
+            )
+        return self
+
+
 class Config(Section):
     device: DeviceConfig = DeviceConfig()
     runtime: RuntimeConfig = RuntimeConfig()
@@ -319,6 +598,9 @@ class Config(Section):
     schedule: ScheduleConfig = ScheduleConfig()
     ir: IrConfig = IrConfig()
     privacy: PrivacyConfig = PrivacyConfig()
+    gates: GatesConfig = GatesConfig()
+    storage: StorageConfig = StorageConfig()
+    outputs: OutputsConfig = OutputsConfig()
 
 
 class ConfigError(Exception):
