@@ -56,3 +56,34 @@ class FrameSource(ABC):
     def __iter__(self) -> Iterator[Frame]:
         while (frame := self.read()) is not None:
             yield frame
+
+
+class LiveSource(FrameSource):
+    """A device or stream whose first frame is read while opening, so a wrong device, URL or
+    dead sensor fails at open rather than later; ``read`` hands that frame out first.
+
+    Subclasses set ``self._pending`` to the first frame in ``__init__`` and implement
+    ``_next_frame`` (raise SourceError on failure) and ``_release``.
+    """
+
+    _closed = False
+    _pending: Frame | None = None
+
+    def read(self) -> Frame | None:
+        if self._closed:
+            return None
+        if self._pending is not None:
+            frame, self._pending = self._pending, None
+            return frame
+        return self._next_frame()
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._release()
+
+    @abstractmethod
+    def _next_frame(self) -> Frame: ...
+
+    @abstractmethod
+    def _release(self) -> None: ...

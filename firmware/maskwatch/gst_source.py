@@ -22,7 +22,7 @@ import time
 
 import numpy as np
 
-from maskwatch.frame_source import FrameSource, SourceError
+from maskwatch.frame_source import LiveSource, SourceError
 from maskwatch.types import Frame
 
 log = logging.getLogger(__name__)
@@ -55,7 +55,7 @@ def pipeline_argv(head: str, width: int, height: int) -> list[str]:
     return [GST_LAUNCH, "-q", *shlex.split(head), "!", *shlex.split(tail)]
 
 
-class GstSource(FrameSource):
+class GstSource(LiveSource):
     """A live stream read from a ``gst-launch-1.0`` child; ``Frame.t`` is ``time.monotonic()``
     when the frame's last byte arrived.
 
@@ -84,7 +84,6 @@ class GstSource(FrameSource):
         self.read_timeout_s = read_timeout_s
         self._frame_bytes = width * height * 3
         self._index = 0
-        self._closed = False
         self._stderr_tail: collections.deque[str] = collections.deque(maxlen=STDERR_LINES_KEPT)
         argv = pipeline_argv(head, width, height)
         log.debug("starting %s", shlex.join(argv))
@@ -105,7 +104,7 @@ class GstSource(FrameSource):
             first_timeout = (
                 start_timeout_s if start_timeout_s is not None else read_timeout_s + START_GRACE_S
             )
-            self._pending: Frame | None = self._read_frame(first_timeout)
+            self._pending = self._read_frame(first_timeout)
         except SourceError:
             self._stop()
             raise
@@ -120,18 +119,11 @@ class GstSource(FrameSource):
         """The ``gst-launch-1.0`` child's process id."""
         return self._proc.pid
 
-    def read(self) -> Frame | None:
-        if self._closed:
-            return None
-        if self._pending is not None:
-            frame, self._pending = self._pending, None
-            return frame
+    def _next_frame(self) -> Frame:
         return self._read_frame(self.read_timeout_s)
 
-    def close(self) -> None:
-        if not self._closed:
-            self._closed = True
-            self._stop()
+    def _release(self) -> None:
+        self._stop()
 
     def _read_frame(self, timeout_s: float) -> Frame:
         buffer = bytearray(self._frame_bytes)

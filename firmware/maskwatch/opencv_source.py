@@ -19,7 +19,7 @@ from urllib.parse import unquote, urlsplit
 import cv2
 import numpy as np
 
-from maskwatch.frame_source import FrameSource, SourceError
+from maskwatch.frame_source import LiveSource, SourceError
 from maskwatch.types import Frame
 
 log = logging.getLogger(__name__)
@@ -29,7 +29,7 @@ STREAM_SCHEMES = ("rtsp", "rtsps", "http", "https")
 START_GRACE_S = 10.0
 
 
-class OpenCVSource(FrameSource):
+class OpenCVSource(LiveSource):
     """A V4L2 device (``/dev/videoN``, a ``/dev/v4l/by-id/...`` path or an index), or a URL
     (``rtsp://``, ``http://``, ..., ``file://``) or plain path read as a live stream.
 
@@ -48,7 +48,6 @@ class OpenCVSource(FrameSource):
     ) -> None:
         self.read_timeout_s = read_timeout_s
         self._index = 0
-        self._closed = False
         if isinstance(target, os.PathLike):
             target = os.fspath(target)
         device = _device(target)
@@ -64,7 +63,7 @@ class OpenCVSource(FrameSource):
         )
         # The first frame proves the source delivers, so a wrong device or URL fails at open.
         try:
-            self._pending: Frame | None = self._read_frame()
+            self._pending = self._read_frame()
         except SourceError:
             self._capture.release()
             raise
@@ -74,18 +73,11 @@ class OpenCVSource(FrameSource):
     def description(self) -> str:
         return f"{self.name} ({self._size[0]}x{self._size[1]})"
 
-    def read(self) -> Frame | None:
-        if self._closed:
-            return None
-        if self._pending is not None:
-            frame, self._pending = self._pending, None
-            return frame
+    def _next_frame(self) -> Frame:
         return self._read_frame()
 
-    def close(self) -> None:
-        if not self._closed:
-            self._closed = True
-            self._capture.release()
+    def _release(self) -> None:
+        self._capture.release()
 
     def _open_device(
         self, device: str | int, width: int | None, height: int | None, fps: int | None

@@ -15,7 +15,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from maskwatch.frame_source import FrameSource, SourceError
+from maskwatch.frame_source import LiveSource, SourceError
 from maskwatch.types import Frame
 
 log = logging.getLogger(__name__)
@@ -33,7 +33,7 @@ INSTALL_HINT = (
 )
 
 
-class Picamera2Source(FrameSource):
+class Picamera2Source(LiveSource):
     """The Pi's CSI camera as a live stream; ``Frame.t`` is the sensor's own timestamp.
 
     The sensor timestamp is when the frame was exposed, so the decision logic's timing does not
@@ -58,7 +58,6 @@ class Picamera2Source(FrameSource):
         self.fps = fps
         self.read_timeout_s = read_timeout_s
         self._index = 0
-        self._closed = False
         try:
             self._camera: Any = Picamera2(camera_num)
         except Exception as exc:  # picamera2 raises IndexError/RuntimeError when none is found
@@ -83,7 +82,7 @@ class Picamera2Source(FrameSource):
                     camera_num, self._size[0], self._size[1], width, height,
                 )
             # The first frame proves the camera streams, so a dead sensor fails at open.
-            self._pending: Frame | None = self._capture(read_timeout_s + START_GRACE_S)
+            self._pending = self._capture(read_timeout_s + START_GRACE_S)
         except Exception as exc:
             self._release()
             if isinstance(exc, SourceError):
@@ -101,12 +100,7 @@ class Picamera2Source(FrameSource):
             f"{self.fps} fps)"
         )
 
-    def read(self) -> Frame | None:
-        if self._closed:
-            return None
-        if self._pending is not None:
-            frame, self._pending = self._pending, None
-            return frame
+    def _next_frame(self) -> Frame:
         try:
             return self._capture(self.read_timeout_s)
         except SourceError:
@@ -115,11 +109,6 @@ class Picamera2Source(FrameSource):
             raise SourceError(
                 f"Raspberry Pi camera {self.camera_num} failed: {type(exc).__name__}: {exc}"
             ) from None
-
-    def close(self) -> None:
-        if not self._closed:
-            self._closed = True
-            self._release()
 
     def _capture(self, timeout_s: float) -> Frame:
         try:
