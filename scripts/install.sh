@@ -40,28 +40,9 @@ min_disk_mb=1024
 # A "1 GB" board reports about 920 MB MemTotal once firmware and GPU memory are reserved.
 min_ram_mb=900
 
-say() { printf 'install: %s\n' "$*"; }
-die() { printf 'install: error: %s\n' "$*" >&2; exit 1; }
-usage_error() { printf 'install: %s (see --help)\n' "$*" >&2; exit 2; }
-
-# A step that changes the target: printed always, executed unless --dry-run.
-run() {
-    printf '+'; printf ' %q' "$@"; printf '\n'
-    [ "$dry_run" -eq 1 ] && return 0
-    local rc=0
-    "$@" || rc=$?
-    [ "$rc" -eq 0 ] || printf 'install: error: exit %s from: %s\n' "$rc" "$*" >&2
-    return "$rc"
-}
-
-# A step on the running system itself (packages, users, ownership, services).
-host() {
-    if [ -n "$root" ]; then
-        printf 'skipped (--root):'; printf ' %q' "$@"; printf '\n'
-    else
-        run "$@"
-    fi
-}
+prog=install
+# shellcheck source=scripts/install-steps.sh
+. "$(dirname "$0")/install-steps.sh"
 
 dry_run=0
 root=${DESTDIR:-}
@@ -227,6 +208,7 @@ else
 fi
 # Installed with the program, so removal works once the checkout is gone.
 run install -m 0755 "$here/scripts/uninstall.sh" "$opt/uninstall.sh"
+run install -m 0644 "$here/scripts/install-steps.sh" "$opt/install-steps.sh"
 
 say "systemd unit $unit"
 run install -D -m 0644 "$here/systemd/maskwatch.service" "$unit"

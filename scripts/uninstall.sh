@@ -23,28 +23,9 @@ EOF
 
 user=maskwatch
 
-say() { printf 'uninstall: %s\n' "$*"; }
-die() { printf 'uninstall: error: %s\n' "$*" >&2; exit 1; }
-usage_error() { printf 'uninstall: %s (see --help)\n' "$*" >&2; exit 2; }
-
-# A step that changes the target: printed always, executed unless --dry-run.
-run() {
-    printf '+'; printf ' %q' "$@"; printf '\n'
-    [ "$dry_run" -eq 1 ] && return 0
-    local rc=0
-    "$@" || rc=$?
-    [ "$rc" -eq 0 ] || printf 'uninstall: error: exit %s from: %s\n' "$rc" "$*" >&2
-    return "$rc"
-}
-
-# A step on the running system itself (services, users).
-host() {
-    if [ -n "$root" ]; then
-        printf 'skipped (--root):'; printf ' %q' "$@"; printf '\n'
-    else
-        run "$@"
-    fi
-}
+prog=uninstall
+# shellcheck source=scripts/install-steps.sh
+. "$(dirname "$0")/install-steps.sh"
 
 dry_run=0
 root=${DESTDIR:-}
