@@ -57,6 +57,13 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config(p)
     p.add_argument("--frames", type=int, default=60, help="timed frames per case")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
+
+    p = sub.add_parser("set-password", help="set the web page's admin password (stdin or prompt)")
+    _add_config(p)
+
+    p = sub.add_parser("alarm-listen", help="print the TCP alarm messages that arrive")
+    p.add_argument("--port", type=int, default=1818, help="TCP port (default 1818; 0 = any)")
+    p.add_argument("--host", default="0.0.0.0", help="address to listen on (default 0.0.0.0)")
     return parser
 
 
@@ -75,6 +82,10 @@ def main(argv: list[str] | None = None) -> int:
         format="%(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    if args.command == "alarm-listen":
+        from maskwatch.alarm_listen import run_alarm_listen
+
+        return run_alarm_listen(args.host, args.port)
     if args.command == "check-config":
         config = load_or_report(args.file)
         if config is None:
@@ -101,6 +112,10 @@ def main(argv: list[str] | None = None) -> int:
             from maskwatch.service import run_service
 
             return run_service(args.config, config)
+        if args.command == "set-password":
+            from maskwatch.web.auth import run_set_password
+
+            return run_set_password(config.storage.resolve_state_dir())
         if args.command == "bench":
             from maskwatch.bench_cmd import run_bench
 
