@@ -46,9 +46,10 @@ if [ ! -x "$venv/bin/python" ]; then
 fi
 
 # Real peers the tests use: GStreamer (the Jetson capture path with videotestsrc),
-# the shell linter (install scripts) and systemd-analyze (the unit file).
+# the shell linter (install scripts), systemd-analyze (the unit file), an MQTT broker,
+# socat (a pty pair for the serial output) and openssl (TLS test certificates).
 case ",$extras," in
-    *,test,*) apt_install gstreamer1.0-tools gstreamer1.0-plugins-base shellcheck systemd ;;
+    *,test,*) apt_install gstreamer1.0-tools gstreamer1.0-plugins-base shellcheck systemd mosquitto socat openssl ;;
 esac
 
 spec="$here"
