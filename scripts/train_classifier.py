@@ -30,7 +30,13 @@ from maskwatch.model_fetch import ASSETS, sha256_of
 
 log = logging.getLogger("train_classifier")
 
-MODEL_STEM = "mask_classifier_v2"
+# v1: mask / no_mask on the photos as they are (the shipped default).
+# v2: mask / no_mask / incorrect, adding masks drawn on the no_mask photos (experimental:
+#     see models/README.md for why it is not the default yet).
+RECIPES = {
+    "v1": {"classes": CLASSES[:2], "overlays": ""},
+    "v2": {"classes": CLASSES, "overlays": "train"},
+}
 
 
 def augment(crop: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -95,8 +101,8 @@ def build_model(tf, num_classes: int):
     return tf.keras.Model(inputs, outputs)
 
 
-def export(tf, model, out_dir: Path, calibration: np.ndarray) -> dict[str, Path]:
-    float_path = out_dir / f"{MODEL_STEM}_float.tflite"
+def export(tf, model, out_dir: Path, stem: str, calibration: np.ndarray) -> dict[str, Path]:
+    float_path = out_dir / f"{stem}_float.tflite"
     float_path.write_bytes(tf.lite.TFLiteConverter.from_keras_model(model).convert())
 
     def representative():
@@ -109,7 +115,7 @@ def export(tf, model, out_dir: Path, calibration: np.ndarray) -> dict[str, Path]
     conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
     conv.inference_input_type = tf.uint8
     conv.inference_output_type = tf.uint8
-    int8_path = out_dir / f"{MODEL_STEM}_int8.tflite"
+    int8_path = out_dir / f"{stem}_int8.tflite"
     int8_path.write_bytes(conv.convert())
     return {"float": float_path, "int8": int8_path}
 
@@ -136,8 +142,8 @@ def update_manifest(out_dir: Path, paths: dict[str, Path], report: dict) -> None
             "kind": f"mask classifier ({kind})",
             "classes": report["classes"],
             "sha256": sha256_of(path),
-            "source": f"trained by scripts/train_classifier.py --seed {report['seed']} "
-                      f"--epochs {report['epochs']}",
+            "source": f"trained by scripts/train_classifier.py --recipe {report['recipe']} "
+                      f"--seed {report['seed']} --epochs {report['epochs']}",
             "data": report["data"],
             "metrics": report["metrics"][kind],
         }
@@ -160,7 +166,8 @@ def main() -> int:
         help="models directory holding BlazeFace (from `maskwatch setup`)",
     )
     parser.add_argument("--cache", type=Path, default=Path.home() / ".cache/maskwatch")
-    parser.add_argument("--epochs", type=int, default=20)
+    parser.add_argument("--recipe", choices=sorted(RECIPES), default="v1")
+    parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--seed", type=int, default=1234)
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
@@ -173,9 +180,13 @@ def main() -> int:
     tf.keras.utils.set_random_seed(args.seed)
     tf.config.experimental.enable_op_determinism()
     started = time.time()
+    recipe = RECIPES[args.recipe]
+    classes = recipe["classes"]
+    stem = f"mask_classifier_{args.recipe}"
 
     train = make_crops(
-        list_faces(args.data, "train"), args.detector_models, args.cache, "train", args.seed
+        list_faces(args.data, "train"), args.detector_models, args.cache, recipe["overlays"],
+        args.seed,
     )
     test = make_crops(list_faces(args.data, "test"), args.detector_models, args.cache)
     log.info(
@@ -190,10 +201,10 @@ def main() -> int:
     val_idx, fit_idx = np.flatnonzero(held), np.flatnonzero(~held)
     n_val = len(val_idx)
     x_fit, y_fit = train["x"][fit_idx], train["y"][fit_idx]
-    counts = np.bincount(y_fit, minlength=len(CLASSES))
-    class_weight = {i: float(len(y_fit) / (len(CLASSES) * c)) for i, c in enumerate(counts)}
+    counts = np.bincount(y_fit, minlength=len(classes))
+    class_weight = {i: float(len(y_fit) / (len(classes) * c)) for i, c in enumerate(counts)}
 
-    model = build_model(tf, len(CLASSES))
+    model = build_model(tf, len(classes))
     steps = args.epochs * int(np.ceil(len(y_fit) / 64))
     schedule = tf.keras.optimizers.schedules.CosineDecay(3e-3, steps, warmup_target=None)
     model.compile(
@@ -214,7 +225,7 @@ def main() -> int:
 
     args.out.mkdir(parents=True, exist_ok=True)
     calibration = train["x"][rng.choice(fit_idx, 400, replace=False)]
-    paths = export(tf, model, args.out, calibration)
+    paths = export(tf, model, args.out, stem, calibration)
 
     metrics: dict[str, dict] = {}
     for kind, path in paths.items():
@@ -237,8 +248,9 @@ def main() -> int:
         log.info("%s: %s", kind, json.dumps(metrics[kind]))
 
     report = {
-        "model": MODEL_STEM,
-        "classes": list(CLASSES),
+        "model": stem,
+        "recipe": args.recipe,
+        "classes": list(classes),
         "input": {"size": CROP_SIZE, "channels": "RGB", "dtype": "uint8 0..255 (int8 model) "
                   "or float32 0..255 (float model)"},
         "seed": args.seed,
@@ -246,14 +258,16 @@ def main() -> int:
         "train_images": int(len(y_fit)),
         "val_images": int(n_val),
         "train_detector_found_share": round(float(train["detected"].mean()), 4),
-        "data": "../shared/data/faces/train (facemask12k, chandrikadeb7, rmfd_part1) plus masks "
-                "drawn on its no_mask photos by maskwatch.mask_overlay (train palette)",
+        "data": "../shared/data/faces/train (facemask12k, chandrikadeb7, rmfd_part1)" + (
+            " plus masks drawn on its no_mask photos by maskwatch.mask_overlay (train palette)"
+            if recipe["overlays"] else ""
+        ),
         "synthetic_images": int(train["synthetic"].sum()),
         "metrics": metrics,
         "training_seconds": round(time.time() - started),
         "tensorflow": tf.__version__,
     }
-    (args.out / f"{MODEL_STEM}_training.json").write_text(json.dumps(report, indent=2) + "\n")
+    (args.out / f"{stem}_training.json").write_text(json.dumps(report, indent=2) + "\n")
     update_manifest(args.out, paths, report)
     log.info("done in %.0f s", time.time() - started)
     return 0
