@@ -30,7 +30,10 @@ class RunningService:
         self.sock.settimeout(1.0)
         self.messages: list[str] = []
         self.lines: list[str] = []
-        env = dict(os.environ, NOTIFY_SOCKET=str(self.sock_path), WATCHDOG_USEC="2000000")
+        env = dict(
+            os.environ, NOTIFY_SOCKET=str(self.sock_path), WATCHDOG_USEC="2000000",
+            MASKWATCH_STATE_DIR=str(tmp_path / "state"),
+        )
         env.pop("WATCHDOG_PID", None)
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "maskwatch", "run", "--config", str(self.config)],
