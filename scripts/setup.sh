@@ -47,9 +47,10 @@ fi
 
 # Real peers the tests use: GStreamer (the Jetson capture path with videotestsrc),
 # the shell linter (install scripts), systemd-analyze (the unit file), an MQTT broker,
-# socat (a pty pair for the serial output) and openssl (TLS test certificates).
+# socat (a pty pair for the serial output), openssl (TLS test certificates) and chromium
+# (the web page's browser test, driven by Playwright: never `playwright install`).
 case ",$extras," in
-    *,test,*) apt_install gstreamer1.0-tools gstreamer1.0-plugins-base shellcheck systemd mosquitto socat openssl ;;
+    *,test,*) apt_install gstreamer1.0-tools gstreamer1.0-plugins-base shellcheck systemd mosquitto socat openssl chromium ;;
 esac
 
 spec="$here"

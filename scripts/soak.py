@@ -44,7 +44,7 @@ def main() -> int:
         config = args.config
         if config is None:
             config = Path(tmp) / "soak.toml"
-            config.write_text('[source]\nkind = "demo"\n')
+            config.write_text('[source]\nkind = "demo"\n[web]\nbind = "127.0.0.1"\nport = 0\n')
         log_path = Path(tmp) / "service.log"
         with log_path.open("w") as log:
             proc = subprocess.Popen(

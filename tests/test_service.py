@@ -23,7 +23,9 @@ START_TIMEOUT_S = 90
 class RunningService:
     def __init__(self, tmp_path: Path, source_toml: str) -> None:
         self.config = tmp_path / "maskwatch.toml"
-        self.config.write_text(f'[paths]\nmodels_dir = "{MODELS}"\n{source_toml}')
+        self.config.write_text(
+            f'[paths]\nmodels_dir = "{MODELS}"\n[web]\nbind = "127.0.0.1"\nport = 0\n{source_toml}'
+        )
         self.sock_path = tmp_path / "notify.sock"
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         self.sock.bind(str(self.sock_path))

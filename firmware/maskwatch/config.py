@@ -585,6 +585,59 @@ class OutputsConfig(Section):
         return self
 
 
+class WebConfig(Section):
+    """The web page and its API (F19-F22), served by waitress; login required (F21)."""
+
+    enabled: bool = True
+    bind: str = Field("0.0.0.0", description="IP address to listen on; '::' = all IPv6")
+    port: int = Field(8080, ge=0, le=65535, description="0 = any free port (tests)")
+    tls_cert: str = Field("", max_length=1024, description="PEM certificate (chain) file")
+    tls_key: str = Field("", max_length=1024, description="PEM private key file")
+    public_url: str = Field("", max_length=512, description="e.g. https://cam.local:8080")
+    session_hours: float = Field(12.0, gt=0.0, le=24.0 * 30)
+    login_attempts_per_minute: int = Field(5, ge=1, le=100)
+    max_viewers: int = Field(4, ge=1, le=32)
+    stream_width: int = Field(960, ge=0, le=3840, description="0 = the frame's own width")
+    stream_max_fps: float = Field(15.0, gt=0.0, le=60.0)
+    jpeg_quality: int = Field(75, ge=10, le=100)
+
+    @field_validator("bind")
+    @classmethod
+    def _ip_address(cls, value: str) -> str:
+        try:
+            ipaddress.ip_address(value)
+        except ValueError:
+            raise ValueError(
+                "bind must be an IP address: '0.0.0.0' (every IPv4 interface), '127.0.0.1' "
+                "(this device only), '::' (every interface) or one of the device's addresses"
+            ) from None
+        return value
+
+    @field_validator("public_url")
+    @classmethod
+    def _base_url(cls, value: str) -> str:
+        if value:
+            parts = urlsplit(value)
+            if parts.scheme not in ("http", "https") or not parts.hostname or parts.query:
+                raise ValueError("public_url must be http(s)://<host>[:port][/path], as "
+                                 "other systems reach this device")
+        return value.rstrip("/")
+
+    @model_validator(mode="after")
+    def _tls_pair(self) -> "WebConfig":
+        if bool(self.tls_cert) != bool(self.tls_key):
+            raise ValueError("HTTPS needs both tls_cert and tls_key (or neither, for HTTP)")
+        for name in ("tls_cert", "tls_key"):
+            path = getattr(self, name)
+            if path and not Path(path).is_file():
+                raise ValueError(f"{name}: no such file {path!r}")
+        return self
+
+    @property
+    def tls(self) -> bool:
+        return bool(self.tls_cert)
+
+
 class Config(Section):
     device: DeviceConfig = DeviceConfig()
     runtime: RuntimeConfig = RuntimeConfig()
@@ -601,6 +654,7 @@ class Config(Section):
     gates: GatesConfig = GatesConfig()
     storage: StorageConfig = StorageConfig()
     outputs: OutputsConfig = OutputsConfig()
+    web: WebConfig = WebConfig()
 
 
 class ConfigError(Exception):

@@ -21,15 +21,19 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from maskwatch.config import Config, ConfigError, load_config
+from maskwatch.config import EX_CONFIG, Config, ConfigError, load_config
+from maskwatch.dispatcher import AlarmRecorder, Dispatcher
 from maskwatch.event_bus import EventBus, Subscription
+from maskwatch.event_store import EventStore, EventStoreError, open_event_store
 from maskwatch.face_analyzer import FaceAnalyzer
 from maskwatch.frame_slot import LatestFrameSlot
+from maskwatch.outputs import build_outputs
 from maskwatch.pipeline import FrameOutcome, Pipeline
 from maskwatch.sd_notify import Notifier
 from maskwatch.service_status import ServiceStatus
 from maskwatch.source_factory import ReopeningSource, open_reopening_source
 from maskwatch.types import Alarm, Frame
+from maskwatch.web import WebServer, WebServerError
 
 log = logging.getLogger(__name__)
 
@@ -126,13 +130,37 @@ class Service:
         self._stop = threading.Event()
         self._reload = threading.Event()
         self._ready_sent = False
+        self.web: WebServer | None = None
 
     def start(self) -> None:
         """Load models and open the camera (separate from __init__ so signal handlers are in
         place before the slow part)."""
         self.pipeline = self._build_pipeline(self.config)
+        self._start_outputs(self.config)
         self.capture = self._start_capture(self.config)
         self.journal = AlarmJournal(self.bus)
+        if self.config.web.enabled:
+            # Binds, serves and answers its own /healthz before returning (WebServerError
+            # otherwise), so READY below really means the page is up (F23).
+            self.web = WebServer(self, self.config.web)
+            self.web.start()
+
+    def _start_outputs(self, config: Config) -> None:
+        """Event log, dispatcher (resuming undelivered alarms) and the bus subscriber that
+        stores then dispatches every alarm. Raises ConfigError for unusable destinations and
+        EventStoreError for an unusable state directory."""
+        outputs = build_outputs(config, self.config_path or "config")
+        try:
+            self.store: EventStore = open_event_store(config, [o.name for o in outputs])
+        except BaseException:
+            for output in outputs:
+                output.close()
+            raise
+        stats = self.store.stats()
+        log.info("event log: %s (%d event(s), %d undelivered)", self.store.path,
+                 stats["events"], stats["pending"])
+        self.dispatcher = Dispatcher(self.store, outputs, config.outputs)
+        self.recorder = AlarmRecorder(self.bus, self.store, self.dispatcher)
 
     def _build_pipeline(self, config: Config) -> Pipeline:
         pipeline = Pipeline(config, FaceAnalyzer(config), clock=lambda: datetime.now(timezone.utc))
@@ -181,7 +209,8 @@ class Service:
                 if outcome is not None:
                     self._publish(outcome)
             self._refresh_status()
-            if not self._ready_sent and self.status.snapshot()["camera_up"]:
+            web_up = self.web is None or self.web.up
+            if not self._ready_sent and web_up and self.status.snapshot()["camera_up"]:
                 self.notifier.ready()
                 self._ready_sent = True
                 log.info("ready: %s", self.status.summary())
@@ -217,6 +246,8 @@ class Service:
             ir_mode=self.pipeline.ir.active,
             frames_captured=self.slot.captured,
             frames_dropped=self.slot.dropped,
+            outputs=self.dispatcher.health(),
+            event_log_error=self.recorder.last_error,
         )
 
     def _apply_reload(self) -> None:
@@ -241,6 +272,12 @@ class Service:
             log.info("source settings changed: restarting capture")
             self.capture.stop()
             self.capture = self._start_capture(new)
+        for section in ("outputs", "storage", "web"):
+            if getattr(new, section) != getattr(self.config, section):
+                # Outputs hold devices and connections (a GPIO pin, an MQTT session) that the
+                # new ones would need; swapping them safely is left to a restart.
+                log.warning("[%s] changed: takes effect at the next restart "
+                            "(systemctl restart maskwatch)", section)
         self.config = new
         self.status.update(config_error="")
         log.info("config reloaded from %s", self.config_path)
@@ -250,8 +287,13 @@ class Service:
         log.info("stopping")
         self.status.update(state="stopping")
         self.notifier.stopping()
+        if self.web is not None:
+            self.web.stop()
         self.capture.stop()
         self.journal.stop()
+        self.recorder.stop()
+        self.dispatcher.stop()
+        self.store.close()
         self.pipeline.close()
         self.notifier.close()
         log.info("stopped")
@@ -260,5 +302,17 @@ class Service:
 def run_service(config_path: str | None, config: Config) -> int:
     service = Service(config_path, config)
     service.install_signal_handlers()
-    service.start()
+    try:
+        service.start()
+    except ConfigError as exc:
+        log.error("%s", exc.report())
+        return EX_CONFIG
+    except WebServerError as exc:
+        log.error("%s", exc)
+        return exc.exit_code
+    except EventStoreError as exc:
+        # A state directory that cannot be used is an installation/config problem: a
+        # restart cannot fix it, so exit as a config error (systemd does not loop).
+        log.error("%s", exc)
+        return EX_CONFIG
     return service.run()

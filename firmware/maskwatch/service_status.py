@@ -42,6 +42,10 @@ class StatusFields:
     alarms: int = 0
     last_alarm_utc: str | None = None
     config_error: str = ""
+    # Alarm destinations by name: state, queued, delivered, dropped, failed_attempts,
+    # last_success_utc, last_error, last_error_utc (dispatcher.Dispatcher.health).
+    outputs: dict[str, dict[str, object]] = field(default_factory=dict)
+    event_log_error: str = ""  # the last alarm the event log could not store
 
 
 class ServiceStatus:
