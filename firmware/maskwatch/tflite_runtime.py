@@ -46,7 +46,11 @@ try:
 except ImportError:
     from tflite_runtime.interpreter import load_delegate
 options = {"device": sys.argv[2]} if sys.argv[2] else {}
-load_delegate(sys.argv[1], options)
+try:
+    load_delegate(sys.argv[1], options)
+except Exception as exc:
+    print(f"{type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
+    sys.exit(3)
 """
 
 
@@ -65,8 +69,9 @@ def probe_edgetpu(device: str = "") -> str | None:
         return None
     if proc.returncode < 0:
         return f"probe of {EDGETPU_LIBRARY} crashed with signal {-proc.returncode}"
-    last = (proc.stderr.strip().splitlines() or ["unknown error"])[-1]
-    return f"{EDGETPU_LIBRARY} not usable: {last}"
+    lines = proc.stderr.strip().splitlines() or ["unknown error"]
+    first = lines[0] if proc.returncode == 3 else lines[-1]
+    return f"{EDGETPU_LIBRARY} not usable: {first}"
 
 
 @dataclass(frozen=True)
