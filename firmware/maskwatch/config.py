@@ -21,6 +21,7 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -526,6 +527,15 @@ def _unique(items: list[Any], key: str, what: str) -> None:
         seen.add(value)
 
 
+# Each destination list: the key that must be unique in it, and how to name it in an error.
+UNIQUE_DESTINATION_KEYS = {
+    "webhook": ("url", "webhook url"),
+    "mqtt": ("host:port", "MQTT broker"),
+    "serial": ("port", "serial port"),
+    "gpio": ("pin", "GPIO pin"),
+}
+
+
 class OutputsConfig(Section):
     """Alarm delivery common to every destination: the dispatcher retries a failed delivery
     with back-off (retry_initial_s doubling up to retry_max_s) until the alarm is max_age_s
@@ -551,28 +561,11 @@ class OutputsConfig(Section):
         _unique(value, "host:port", "TCP destination")
         return value
 
-    @field_validator("webhook")
+    @field_validator("webhook", "mqtt", "serial", "gpio")
     @classmethod
-    def _unique_urls(cls, value: list[WebhookConfig]) -> list[WebhookConfig]:
-        _unique(value, "url", "webhook url")
-        return value
-
-    @field_validator("mqtt")
-    @classmethod
-    def _unique_brokers(cls, value: list[MqttConfig]) -> list[MqttConfig]:
-        _unique(value, "host:port", "MQTT broker")
-        return value
-
-    @field_validator("serial")
-    @classmethod
-    def _unique_ports(cls, value: list[SerialOutputConfig]) -> list[SerialOutputConfig]:
-        _unique(value, "port", "serial port")
-        return value
-
-    @field_validator("gpio")
-    @classmethod
-    def _unique_pins(cls, value: list[GpioOutputConfig]) -> list[GpioOutputConfig]:
-        _unique(value, "pin", "GPIO pin")
+    def _unique_destinations(cls, value: list, info: ValidationInfo) -> list:
+        key, what = UNIQUE_DESTINATION_KEYS[info.field_name]
+        _unique(value, key, what)
         return value
 
     @model_validator(mode="after")
