@@ -346,3 +346,49 @@ def test_video_time_going_back_starts_over() -> None:
     # not hold the new alarm back.
     again = run(decider, 0.0, 1.0, 10.0, steady(Label.NO_MASK, track_id=2))
     assert [a.track_id for a in again] == [2]
+
+
+# --- F5: posters, dolls and screens -----------------------------------------------------------
+
+
+def jittered(label: Label, track_id: int, amount: float) -> Callable[[int, float], list[FaceResult]]:
+    """A face whose box wobbles by ``amount`` px, as detector jitter does on a printed face."""
+    def make_results(i: int, t: float) -> list[FaceResult]:
+        d = amount * ((i % 3) - 1)
+        box = (BOX[0] + d, BOX[1] - d, BOX[2] + d, BOX[3] + d)
+        return [result(label, 0.95, track_id, box)]
+    return make_results
+
+
+def test_a_face_that_never_moves_becomes_static_and_never_alarms_again() -> None:
+    # rearm_after_mask_s = 0 would let a moving person alarm again after each mask frame;
+    # the poster shows a mask for a moment (a reflection) and then no mask again.
+    decider = make(static_after_s=60.0, rearm_after_mask_s=0.0, alarm_mask_time_s=0.0)
+    first = run(decider, 0.0, 61.0, 10.0, jittered(Label.NO_MASK, 1, 1.0))
+    assert len(first) == 1, "the poster alarms once before it can be known to be static"
+    run(decider, 61.0, 62.0, 10.0, jittered(Label.MASK, 1, 1.0))
+    assert run(decider, 62.0, 70.0, 10.0, jittered(Label.NO_MASK, 1, 1.0)) == []
+
+
+def test_a_static_face_stays_static_when_its_track_restarts() -> None:
+    decider = make(static_after_s=60.0, rearm_after_gone_s=1.0)
+    run(decider, 0.0, 61.0, 10.0, jittered(Label.NO_MASK, 1, 1.0))
+    # A passer-by hides the poster for 5 s (the tracker ends track 1), then it shows again as
+    # track 2, long after the 1 s "gone" memory of the alarmed person has expired.
+    decider.update(61.0, 610, [], ended_tracks=[1])
+    assert run(decider, 66.0, 75.0, 10.0, jittered(Label.NO_MASK, 2, 1.0)) == []
+
+
+def test_a_person_who_moves_is_never_static() -> None:
+    decider = make(static_after_s=5.0, rearm_after_mask_s=0.5, alarm_mask_time_s=0.0)
+    moving = jittered(Label.NO_MASK, 1, 8.0)  # 10 % of the face width: a living person
+    assert len(run(decider, 0.0, 6.0, 10.0, moving)) == 1
+    run(decider, 6.0, 7.0, 10.0, jittered(Label.MASK, 1, 8.0))
+    assert len(run(decider, 7.0, 9.0, 10.0, moving)) == 1, "re-armed person did not alarm"
+
+
+def test_static_detection_can_be_switched_off() -> None:
+    decider = make(static_after_s=0.0, rearm_after_mask_s=0.5, alarm_mask_time_s=0.0)
+    run(decider, 0.0, 61.0, 10.0, jittered(Label.NO_MASK, 1, 0.0))
+    run(decider, 61.0, 62.0, 10.0, jittered(Label.MASK, 1, 0.0))
+    assert len(run(decider, 62.0, 64.0, 10.0, jittered(Label.NO_MASK, 1, 0.0))) == 1

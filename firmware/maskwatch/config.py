@@ -81,6 +81,7 @@ class DecisionConfig(Section):
     rearm_after_mask_s: float = Field(2.0, ge=0.0, le=600.0)
     rearm_after_gone_s: float = Field(10.0, ge=0.0, le=3600.0)
     alarm_mask_time_s: float = Field(5.0, ge=0.0, le=600.0)
+    static_after_s: float = Field(60.0, ge=0.0, le=3600.0)
 
     @model_validator(mode="after")
     def _dwell_fits_window(self) -> "DecisionConfig":

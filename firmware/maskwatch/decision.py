@@ -37,6 +37,15 @@ TIME_EPS = 1e-6
 INHERIT_IOU = 0.1
 
 
+# How far (as a share of the face width) any box edge may wander and still count as "not
+# moving": detector jitter on a printed face stays well inside this, a breathing, talking
+# person does not for long.
+STILL_TOLERANCE = 0.04
+# A new track this much over the place of an ended static track is the same poster.
+STATIC_PLACE_IOU = 0.6
+MAX_STATIC_PLACES = 16
+
+
 @dataclass(frozen=True)
 class _Observation:
     t: float
@@ -52,6 +61,9 @@ class _TrackState:
     history: deque[_Observation] = field(default_factory=deque)
     alarmed: bool = False
     mask_since: float | None = None  # start of the current run of confident MASK frames
+    still_box: Box | None = None  # where the face has stood since still_since
+    still_since: float = 0.0
+    static: bool = False  # a poster, doll or screen: never alarmed on (F5)
 
 
 @dataclass(frozen=True)
@@ -81,6 +93,7 @@ class AlarmDecider:
         self._event_id = event_id
         self._tracks: dict[int, _TrackState] = {}
         self._gone: list[_Gone] = []
+        self._static_places: list[Box] = []  # where static faces stood when their track ended
         self._quiet_until = -math.inf
         self._last_t: float | None = None
 
@@ -125,9 +138,19 @@ class AlarmDecider:
             track = self._tracks.pop(track_id, None)
             if track is not None and track.alarmed:
                 self._gone.append(_Gone(track.box, track.last_t))
+            if track is not None and track.static:
+                # A passer-by hiding the poster ends its track; the poster is still there.
+                self._static_places = [*self._static_places[-MAX_STATIC_PLACES + 1:], track.box]
 
     def _start(self, t: float, track_id: int, box: Box) -> _TrackState:
         track = _TrackState(first_t=t, box=box, last_t=t)
+        if self._static_places:
+            ious = box_iou(np.asarray(box, float), np.asarray(self._static_places, float))
+            best = int(np.argmax(ious))
+            if ious[best] > STATIC_PLACE_IOU:
+                del self._static_places[best]
+                track.static, track.still_box, track.still_since = True, box, t
+                log.debug("track %d starts where a static face stood; stays static", track_id)
         if self._gone:
             ious = box_iou(np.asarray(box, float), np.asarray([g.box for g in self._gone], float))
             matches = [
@@ -148,6 +171,7 @@ class AlarmDecider:
             track = self._tracks[track_id] = self._start(t, track_id, result.face.box)
         track.box = result.face.box
         track.last_t = t
+        self._watch_stillness(t, track_id, track)
         while track.history and t - track.history[0].t > self.cfg.window_s + TIME_EPS:
             track.history.popleft()
         if not _is_observation(result):
@@ -167,11 +191,29 @@ class AlarmDecider:
             track.mask_since = None
         return track
 
+    def _watch_stillness(self, t: float, track_id: int, track: _TrackState) -> None:
+        """A living person's face always moves a little; one that stays put to a few percent
+        of its width for ``static_after_s`` is a poster, a doll or a screen (F5)."""
+        if self.cfg.static_after_s <= 0:
+            return
+        box = track.box
+        still = track.still_box
+        width = max(box[2] - box[0], 1.0)
+        if still is None or max(abs(a - b) for a, b in zip(box, still)) > STILL_TOLERANCE * width:
+            track.still_box, track.still_since = box, t
+            if track.static:
+                log.info("track %d moves again: no longer static", track_id)
+            track.static = False
+        elif not track.static and t - track.still_since >= self.cfg.static_after_s - TIME_EPS:
+            track.static = True
+            log.info("track %d has not moved for %.0f s: static face, never alarmed on",
+                     track_id, t - track.still_since)
+
     def _decide(
         self, t: float, frame_index: int, track_id: int, track: _TrackState
     ) -> Alarm | None:
         cfg = self.cfg
-        if track.alarmed or t - track.first_t < cfg.min_dwell_s - TIME_EPS:
+        if track.alarmed or track.static or t - track.first_t < cfg.min_dwell_s - TIME_EPS:
             return None
         observations = track.history
         if len(observations) < cfg.min_frames:
