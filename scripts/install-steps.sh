@@ -25,3 +25,9 @@ host() {
         run "$@"
     fi
 }
+
+# "/" and "" both mean the running system; a relative DIR is taken from here.
+normalize_root() {
+    if [ -n "$root" ]; then root=$(realpath -m "$root"); fi
+    if [ "$root" = / ]; then root=""; fi
+}

@@ -61,9 +61,7 @@ while [ $# -gt 0 ]; do
     esac
     shift
 done
-# "/" and "" both mean the running system; a relative DIR is taken from here.
-[ -n "$root" ] && root=$(realpath -m "$root")
-[ "$root" = / ] && root=""
+normalize_root
 
 if [ -z "$root" ] && [ "$dry_run" -eq 0 ] && [ "$(id -u)" -ne 0 ]; then
     die "installing into the system needs root: run it with sudo (or try --dry-run)"

@@ -41,9 +41,7 @@ while [ $# -gt 0 ]; do
     esac
     shift
 done
-# "/" and "" both mean the running system; a relative DIR is taken from here.
-[ -n "$root" ] && root=$(realpath -m "$root")
-[ "$root" = / ] && root=""
+normalize_root
 [ -z "$root" ] || [ -d "$root" ] || die "--root $root: no such directory"
 
 if [ -z "$root" ] && [ "$dry_run" -eq 0 ] && [ "$(id -u)" -ne 0 ]; then
