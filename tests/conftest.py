@@ -3,16 +3,32 @@ reason a person can act on, and run in CI where both are present."""
 
 from __future__ import annotations
 
+import importlib
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 MODELS = REPO / "models"
 DATA = REPO.parent / "shared" / "data"
+FAKES = Path(__file__).parent / "fakes"
+
+
+@pytest.fixture
+def fake_picamera2(monkeypatch: pytest.MonkeyPatch) -> Iterator[ModuleType]:
+    """tests/fakes/picamera2 (a fake with picamera2's real API shape: there is no camera here)
+    importable as ``picamera2`` for one test only, so no other test finds it."""
+    monkeypatch.syspath_prepend(str(FAKES))
+    sys.modules.pop("picamera2", None)
+    module = importlib.import_module("picamera2")
+    module.reset()
+    yield module
+    sys.modules.pop("picamera2", None)
 
 
 def require_models() -> None:

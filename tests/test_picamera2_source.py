@@ -3,11 +3,8 @@ machine has no Pi camera; see the fake's docstring for what it mirrors and where
 
 from __future__ import annotations
 
-import importlib
 import sys
 import time
-from collections.abc import Iterator
-from pathlib import Path
 from types import ModuleType
 
 import numpy as np
@@ -17,20 +14,8 @@ from maskwatch.frame_source import SourceError
 from maskwatch.picamera2_source import Picamera2Source
 from maskwatch.source_factory import ReopeningSource
 
-FAKES = Path(__file__).parent / "fakes"
 RED = (255, 0, 0)
 BLUE = (0, 0, 255)
-
-
-@pytest.fixture
-def fake_picamera2(monkeypatch: pytest.MonkeyPatch) -> Iterator[ModuleType]:
-    """The fake importable as ``picamera2`` for one test only, so no other test finds it."""
-    monkeypatch.syspath_prepend(str(FAKES))
-    sys.modules.pop("picamera2", None)
-    module = importlib.import_module("picamera2")
-    module.reset()
-    yield module
-    sys.modules.pop("picamera2", None)
 
 
 def test_frames_are_rgb_timed_by_the_sensor(fake_picamera2: ModuleType) -> None:

@@ -7,9 +7,8 @@ import importlib
 import importlib.util
 import logging
 import shutil
-import sys
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -33,19 +32,7 @@ from maskwatch.video_source import VideoFileSource
 
 REPO = Path(__file__).resolve().parents[1]
 MODELS = REPO / "models"
-FAKES = Path(__file__).parent / "fakes"
 SMALL = {"width": 320, "height": 180}  # the demo scene's smallest size starts fastest
-
-
-@pytest.fixture
-def fake_picamera2(monkeypatch: pytest.MonkeyPatch) -> Iterator[ModuleType]:
-    """tests/fakes/picamera2 importable as ``picamera2`` for one test only."""
-    monkeypatch.syspath_prepend(str(FAKES))
-    sys.modules.pop("picamera2", None)
-    module = importlib.import_module("picamera2")
-    module.reset()
-    yield module
-    sys.modules.pop("picamera2", None)
 
 
 @pytest.fixture
