@@ -9,6 +9,11 @@ size (shorter side of the labelled box) it prints face recall, no_mask recall an
 precision, where an unmatched no_mask prediction of at least that size is a false alarm and
 faces smaller than the size are left out on both sides. `incorrect` faces are reported on
 their own: what the predictions called them.
+
+A prediction with a "gate" (the device would not alarm on it: F3 pose, F4 quality, low face
+score) counts as no alarm, i.e. as if not labelled no_mask, unless the gate is listed in
+--ignore-gates; `--ignore-gates pose_out_of_range cut_by_edge` scores the classifier on faces
+the device leaves out by design.
 """
 
 from __future__ import annotations
@@ -52,7 +57,18 @@ def match(truth: list[dict], preds: list[dict]) -> dict[int, int]:
     return result
 
 
-def score(detections: dict[str, list[dict]], annotations: dict, min_side: float) -> dict:
+def device_label(prediction: dict, ignore_gates: frozenset[str] = frozenset()) -> str:
+    """What the device makes of a prediction: its label, or "gated" when a gate holds it."""
+    gate = prediction.get("gate")
+    return prediction["label"] if gate is None or gate in ignore_gates else "gated"
+
+
+def score(
+    detections: dict[str, list[dict]],
+    annotations: dict,
+    min_side: float,
+    ignore_gates: frozenset[str] = frozenset(),
+) -> dict:
     faces = found = nm_total = nm_found = nm_tp = nm_fp = 0
     incorrect_as: Counter[str] = Counter()
     for image in annotations["images"]:
@@ -66,7 +82,7 @@ def score(detections: dict[str, list[dict]], annotations: dict, min_side: float)
             if shorter_side(t["box"]) < min_side:
                 continue
             pi = matched_truth.get(ti)
-            label = preds[pi]["label"] if pi is not None else "missed"
+            label = device_label(preds[pi], ignore_gates) if pi is not None else "missed"
             faces += 1
             found += pi is not None
             if t["label"] == "no_mask":
@@ -75,7 +91,7 @@ def score(detections: dict[str, list[dict]], annotations: dict, min_side: float)
             elif t["label"] == "incorrect":
                 incorrect_as[label] += 1
         for pi, p in enumerate(preds):
-            if p["label"] != "no_mask":
+            if device_label(p, ignore_gates) != "no_mask":
                 continue
             ti = matched.get(pi)
             if ti is None:
@@ -105,6 +121,10 @@ def main() -> int:
     parser.add_argument("detections", type=Path, help="JSON lines from maskwatch detect --json")
     parser.add_argument("annotations", type=Path, help="scenes annotations.json")
     parser.add_argument("--sizes", type=float, nargs="+", default=[40, 24])
+    parser.add_argument(
+        "--ignore-gates", nargs="*", default=[], metavar="GATE",
+        help="gates whose predictions keep their label (e.g. pose_out_of_range cut_by_edge)",
+    )
     args = parser.parse_args()
     detections = {}
     for line in args.detections.read_text().splitlines():
@@ -113,7 +133,7 @@ def main() -> int:
             detections[Path(record["image"]).name] = record["faces"]
     annotations = json.loads(args.annotations.read_text())
     for size in args.sizes:
-        print(json.dumps(score(detections, annotations, size)))
+        print(json.dumps(score(detections, annotations, size, frozenset(args.ignore_gates))))
     return 0
 
 

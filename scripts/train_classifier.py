@@ -33,27 +33,47 @@ log = logging.getLogger("train_classifier")
 # v1: mask / no_mask on the photos as they are (the shipped default).
 # v2: mask / no_mask / incorrect, adding masks drawn on the no_mask photos (experimental:
 #     see models/README.md for why it is not the default yet).
+# v3: mask / no_mask with correctly worn masks drawn on the no_mask photos (the same face
+#     with and without a mask: the mouth and nose, not the photo style, must decide), face
+#     turns, tilts and frame-edge cuts in the augmentation, and hard examples weighted up.
 RECIPES = {
-    "v1": {"classes": CLASSES[:2], "overlays": ""},
-    "v2": {"classes": CLASSES, "overlays": "train"},
+    "v1": {"classes": CLASSES[:2], "overlays": "", "strong_augment": False, "hard_mining": False},
+    "v2": {"classes": CLASSES, "overlays": "train", "strong_augment": False, "hard_mining": False},
+    "v3": {
+        "classes": CLASSES[:2], "overlays": "train", "strong_augment": True, "hard_mining": True,
+    },
 }
+# Hard-example weighting (v3): from this epoch on, every HARD_EVERY epochs, each training
+# photo's weight becomes 1 + HARD_GAIN x (1 - probability of its own class), so the rare
+# faces the model still gets wrong (beards, faces looking down) count more.
+HARD_FROM, HARD_EVERY, HARD_GAIN = 8, 4, 3.0
 
 
-def augment(crop: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+def augment(crop: np.ndarray, rng: np.random.Generator, strong: bool = False) -> np.ndarray:
     """Degrade every class the same way, so neither sharpness nor size can tell the class:
-    the mask photos are upscaled small faces, the no-mask ones sharp CelebA portraits."""
+    the mask photos are upscaled small faces, the no-mask ones sharp CelebA portraits.
+
+    ``strong`` adds what scene faces have and the portraits lack: larger roll, faces squeezed
+    sideways or vertically (head turned or looking down) and a side cut off by the frame edge,
+    filled the way the device's crop fills it (edge pixels repeated)."""
     size = crop.shape[0]
     img = crop
     if rng.random() < 0.5:
         img = img[:, ::-1]
-    angle = rng.uniform(-12, 12)
+    angle = rng.uniform(-18, 18) if strong else rng.uniform(-12, 12)
     scale = rng.uniform(0.9, 1.12)
     shift = rng.uniform(-0.06, 0.06, 2) * size
     m = cv2.getRotationMatrix2D((size / 2, size / 2), angle, scale)
+    if strong and rng.random() < 0.5:
+        squeeze = np.diag(rng.uniform(0.8, 1.08, 2))
+        centre = np.full(2, size / 2)
+        m = np.hstack([squeeze @ m[:, :2], (squeeze @ (m[:, 2] - centre) + centre)[:, None]])
     m[:, 2] += shift
     img = cv2.warpAffine(
         np.ascontiguousarray(img), m, (size, size), borderMode=cv2.BORDER_REPLICATE
     )
+    if strong and rng.random() < 0.15:
+        img = _cut_by_edge(img, int(size * rng.uniform(0.1, 0.3)), 2 * int(rng.integers(2)))
     if rng.random() < 0.85:
         small = int(rng.integers(14, size + 1))
         img = cv2.resize(img, (small, small), interpolation=cv2.INTER_AREA)
@@ -74,6 +94,14 @@ def augment(crop: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         ok, enc = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, int(rng.integers(25, 95))])
         img = cv2.imdecode(enc, cv2.IMREAD_UNCHANGED)
     return img
+
+
+def _cut_by_edge(img: np.ndarray, width: int, side: int) -> np.ndarray:
+    """A strip of ``width`` px on the left (side 0) or right (side 2) replaced by the pixels
+    next to it; top and bottom cuts hide eyes or mouth, which the edge gate rejects anyway."""
+    turned = np.ascontiguousarray(np.rot90(img, side))
+    turned[:, :width] = turned[:, width : width + 1]
+    return np.ascontiguousarray(np.rot90(turned, -side))
 
 
 def build_model(tf, num_classes: int):
@@ -195,6 +223,9 @@ def main() -> int:
         len(test["y"]), 100 * test["detected"].mean(),
     )
 
+    # A two-class recipe keeps the correctly worn drawn masks and leaves out drawn
+    # incorrect ones (no class for them).
+    train = {k: v[train["y"] < len(classes)] for k, v in train.items()}
     rng = np.random.default_rng(args.seed)
     # Validation holds out whole photos (with their drawn-mask variants), one in ten by name.
     held = np.array([zlib.crc32(Path(p).name.encode()) % 10 == 0 for p in train["paths"]])
@@ -212,11 +243,17 @@ def main() -> int:
         loss=tf.keras.losses.SparseCategoricalCrossentropy(),
         metrics=["accuracy"],
     )
+    weights = np.array([class_weight[int(y)] for y in y_fit], np.float32)
+    hardness = np.ones(len(y_fit), np.float32)
     for epoch in range(args.epochs):
-        x_aug = np.stack([augment(c, rng) for c in x_fit])
+        if recipe["hard_mining"] and epoch >= HARD_FROM and (epoch - HARD_FROM) % HARD_EVERY == 0:
+            own = model.predict(x_fit, batch_size=256, verbose=0)[np.arange(len(y_fit)), y_fit]
+            hardness = 1.0 + HARD_GAIN * (1.0 - own)
+            log.info("hard examples: %d of %d below 0.5", int((own < 0.5).sum()), len(own))
+        x_aug = np.stack([augment(c, rng, recipe["strong_augment"]) for c in x_fit])
         hist = model.fit(
-            x_aug, y_fit, batch_size=64, epochs=epoch + 1, initial_epoch=epoch,
-            class_weight=class_weight, verbose=0, shuffle=True,
+            x_aug, y_fit, sample_weight=weights * hardness, batch_size=64, epochs=epoch + 1,
+            initial_epoch=epoch, verbose=0, shuffle=True,
         )
         log.info(
             "epoch %d/%d loss %.4f acc %.4f (%.0f s)", epoch + 1, args.epochs,

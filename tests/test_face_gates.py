@@ -207,15 +207,20 @@ def analyzer() -> FaceAnalyzer:
     return FaceAnalyzer(parse_config({"paths": {"models_dir": str(MODELS)}}))
 
 
-def test_analyzer_leaves_a_gated_face_unknown_and_classifies_the_rest(
-    demo_face, analyzer, monkeypatch
-) -> None:
-    frame, face = demo_face
-    # The unmasked near face in deep shadow; the far (masked) face untouched.
+def in_shadow(frame: np.ndarray, face: Face) -> np.ndarray:
+    """The frame with the unmasked near face in deep shadow; the far (masked) face untouched."""
     x1, y1, x2, y2 = (int(v) for v in face.box)
     m = int(0.3 * face.width)
     shaded = frame.copy()
     shaded[max(y1 - m, 0) : y2 + m, max(x1 - m, 0) : x2 + m] //= 10
+    return shaded
+
+
+def test_analyzer_leaves_a_gated_face_unknown_and_classifies_the_rest(
+    demo_face, analyzer, monkeypatch
+) -> None:
+    frame, face = demo_face
+    shaded = in_shadow(frame, face)
     batches: list[int] = []
     classify = analyzer.classifier.classify
     monkeypatch.setattr(
@@ -232,8 +237,21 @@ def test_analyzer_leaves_a_gated_face_unknown_and_classifies_the_rest(
     assert others[0].classification.label == Label.MASK
     assert batches == [len(others)]  # the gated face never reached the classifier
     line = face_json(near)
-    assert line["label"] == "unknown" and line["reason"] == "underexposed"
-    assert "reason" not in face_json(others[0])
+    assert line["label"] == "unknown" and line["gate"] == "underexposed"
+    assert "gate" not in face_json(others[0])
+
+
+def test_still_image_report_classifies_a_gated_face_and_names_the_gate(
+    demo_face, analyzer
+) -> None:
+    frame, face = demo_face
+    shaded = in_shadow(frame, face)
+    results = analyzer.analyze(shaded, classify_gated=True)
+    near = max(results, key=lambda r: float(box_iou(np.array(face.box), np.array([r.face.box]))[0]))
+    assert near.reason == "underexposed"
+    assert near.classification.label in (Label.MASK, Label.NO_MASK)
+    assert sum(near.classification.probs.values()) == pytest.approx(1.0, abs=0.01)
+    assert face_json(near)["gate"] == "underexposed"
 
 
 def test_analyzer_with_every_face_gated_does_not_classify(demo_face, analyzer, monkeypatch) -> None:

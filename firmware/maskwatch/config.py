@@ -56,7 +56,7 @@ class RuntimeConfig(Section):
 
 class DetectorConfig(Section):
     min_face: int = Field(40, ge=16, le=1000)
-    score_threshold: float = Field(0.25, gt=0.0, lt=1.0)
+    score_threshold: float = Field(0.15, gt=0.0, lt=1.0)
     unmasked_min_score: float = Field(0.5, gt=0.0, lt=1.0)
     nms_iou: float = Field(0.3, gt=0.0, lt=1.0)
     max_faces: int = Field(8, ge=1, le=8)
@@ -95,6 +95,7 @@ class DecisionConfig(Section):
 class ProcessingConfig(Section):
     fps_cap: float = Field(15.0, gt=0.0, le=60.0)
     detect_width: int = Field(1280, ge=320, le=3840)
+    tiles_per_frame: int = Field(2, ge=0, le=64)
 
 
 class SourceConfig(Section):

@@ -25,7 +25,7 @@ import numpy as np
 
 from maskwatch.config import DecisionConfig
 from maskwatch.face_detector import box_iou
-from maskwatch.types import ALARM_LABELS, Alarm, Box, FaceResult, Label
+from maskwatch.types import ALARM_LABELS, Alarm, Box, FaceResult, Label, box_centre
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +79,7 @@ def _is_observation(result: FaceResult) -> bool:
 
 
 def _centre_inside(box: Box, other: Box) -> bool:
-    cx, cy = (box[0] + box[2]) / 2.0, (box[1] + box[3]) / 2.0
+    cx, cy = box_centre(box)
     return other[0] <= cx <= other[2] and other[1] <= cy <= other[3]
 
 

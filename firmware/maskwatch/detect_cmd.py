@@ -2,7 +2,9 @@
 
 The JSON line shape is a contract other tools (scripts/score_scenes.py, installers' checks)
 depend on: {"image", "width", "height", "faces": [{"box", "score", "label", "confidence",
-"probs"}], "ms"}; a face that was not classified has label "unknown" and a "reason" key.
+"probs"}], "ms"}, label one of mask, no_mask, incorrect. A face the device would not alarm
+on (F3 pose, F4 quality gates, a low face score for an unmasked face) also has a "gate" key
+naming why; its label is still the classifier's, so a still image is always fully reported.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ def face_json(result: FaceResult) -> dict:
         "probs": result.classification.probs,
     }
     if result.reason is not None:
-        line["reason"] = result.reason
+        line["gate"] = result.reason
     return line
 
 
@@ -44,6 +46,7 @@ def _table_lines(path: str, width: int, height: int, results: list[FaceResult], 
         yield (
             f"  #{i}  {r.classification.label.value:9} {r.classification.confidence:6.1%}"
             f"  box {x1},{y1}-{x2},{y2} ({x2 - x1} px)  face score {r.face.score:.2f}"
+            + (f"  gate: {r.reason}" if r.reason else "")
         )
 
 
@@ -69,7 +72,7 @@ def run_detect(config: Config, paths: list[str], as_json: bool, min_face: int | 
             failed += 1
             continue
         started = time.perf_counter()
-        results = analyzer.analyze(image)
+        results = analyzer.analyze(image, classify_gated=True)
         ms = (time.perf_counter() - started) * 1000.0
         height, width = image.shape[:2]
         if as_json:

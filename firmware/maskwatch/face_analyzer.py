@@ -20,12 +20,21 @@ from maskwatch.face_gates import QualityGates
 from maskwatch.mask_classifier import MaskClassifier
 from maskwatch.tflite_runtime import Accelerator, choose_accelerator
 from maskwatch.types import ALARM_LABELS, Classification, Face, FaceResult, Label
+from maskwatch.view_scheduler import ViewScheduler
 
 log = logging.getLogger(__name__)
 
+UNCLASSIFIED = Classification(Label.UNKNOWN, 0.0, {})
+
 
 class FaceAnalyzer:
-    def __init__(self, config: Config, accelerator: Accelerator | None = None) -> None:
+    """``live``: frames are consecutive video frames, so detection may run only the views a
+    :class:`ViewScheduler` picks (``processing.tiles_per_frame``); otherwise every image gets
+    a full scan."""
+
+    def __init__(
+        self, config: Config, accelerator: Accelerator | None = None, live: bool = False
+    ) -> None:
         models_dir = config.paths.models()
         runtime = config.runtime
         self.accelerator = accelerator or choose_accelerator(
@@ -53,12 +62,13 @@ class FaceAnalyzer:
             models_dir, model_file, runtime.threads, self.accelerator, runtime.edgetpu_device
         )
         self.gates = QualityGates(config.gates)
+        self.scheduler = ViewScheduler(config.processing.tiles_per_frame) if live else None
 
     def find_faces(self, image: np.ndarray) -> list[Face]:
         """Faces in frame pixels; detection itself may run on a shrunk copy."""
         width = image.shape[1]
         if width <= self.detect_width:
-            return self.detector.detect(image)
+            return self._detect(image, self.min_face)
         scale = self.detect_width / width
         small = cv2.resize(
             image, (self.detect_width, int(round(image.shape[0] * scale))),
@@ -67,33 +77,57 @@ class FaceAnalyzer:
         back = 1.0 / scale
         return [
             Face(tuple(v * back for v in f.box), f.score, f.keypoints * back)  # type: ignore[arg-type]
-            for f in self.detector.detect(small, self.min_face * scale)
+            for f in self._detect(small, self.min_face * scale)
         ]
 
-    def analyze(self, image: np.ndarray) -> list[FaceResult]:
+    def _detect(self, image: np.ndarray, min_face: float) -> list[Face]:
+        if self.scheduler is None:
+            return self.detector.detect(image, min_face)
+        height, width = image.shape[:2]
+        views = self.scheduler.choose(
+            self.detector.plan(width, height, min_face),
+            self.detector.whole_frame_min_face(width, height),
+        )
+        faces = self.detector.detect(image, min_face, views)
+        self.scheduler.remember(faces)
+        return faces
+
+    def forget(self) -> None:
+        """Drop what earlier frames said about where faces are (after a pause)."""
+        if self.scheduler is not None:
+            self.scheduler.forget()
+
+    def analyze(self, image: np.ndarray, classify_gated: bool = False) -> list[FaceResult]:
+        """The frame's faces, classified.
+
+        On the device (F3/F4) a face failing a pose or quality gate is not classified: its
+        label is "unknown" and ``reason`` names the gate; a no-mask face with a low face score
+        is "unknown" too. ``classify_gated`` (still-image reports) classifies every face and
+        keeps the classifier's label, with ``reason`` naming the gate the device would apply.
+        """
         faces = self.find_faces(image)
         if not faces:
             return []
         crops = [crop_face(image, f.box, f.keypoints, self.classifier.input_size) for f in faces]
-        # F3/F4: a face failing a pose or quality gate is "unknown" and is not classified.
         reasons = [self.gates.check(image, f, c) for f, c in zip(faces, crops)]
-        passed = [c for c, r in zip(crops, reasons) if r is None]
-        classes = iter(self.classifier.classify(np.stack(passed)) if passed else [])
-        return [
-            self._trusted(FaceResult(f, next(classes))) if r is None
-            else FaceResult(f, Classification(Label.UNKNOWN, 0.0, {}), reason=r)
-            for f, r in zip(faces, reasons)
-        ]
+        todo = [i for i, r in enumerate(reasons) if r is None or classify_gated]
+        found = self.classifier.classify(np.stack([crops[i] for i in todo])) if todo else []
+        classes = dict(zip(todo, found))
+        results = []
+        for i, (face, reason) in enumerate(zip(faces, reasons)):
+            if i not in classes:
+                results.append(FaceResult(face, UNCLASSIFIED, reason=reason))
+                continue
+            classification = classes[i]
+            reason = reason or self._low_score_reason(face, classification)
+            if reason is not None and not classify_gated:
+                classification = replace(classification, label=Label.UNKNOWN)
+            results.append(FaceResult(face, classification, reason=reason))
+        return results
 
-    def _trusted(self, result: FaceResult) -> FaceResult:
+    def _low_score_reason(self, face: Face, classification: Classification) -> str | None:
         """BlazeFace scores masked faces low, so a low score is normal for a mask, but a
         low-scoring "face" without a mask is more likely a patch of background."""
-        if (
-            result.classification.label in ALARM_LABELS
-            and result.face.score < self.unmasked_min_score
-        ):
-            unknown = Classification(
-                Label.UNKNOWN, result.classification.confidence, result.classification.probs
-            )
-            return FaceResult(result.face, unknown, reason="low_face_score")
-        return result
+        if classification.label in ALARM_LABELS and face.score < self.unmasked_min_score:
+            return "low_face_score"
+        return None

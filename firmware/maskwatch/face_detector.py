@@ -151,11 +151,24 @@ class FaceDetector:
         self.max_faces = max_faces
         self._logit_threshold = math.log(score_threshold / (1.0 - score_threshold))
 
-    def detect(self, image: np.ndarray, min_face: float | None = None) -> list[Face]:
-        """Faces of at least ``min_face`` px (default: the configured one) in ``image``."""
+    def plan(self, width: int, height: int, min_face: float | None = None) -> list[View]:
+        """Every view a full scan of a width x height image runs."""
+        min_face = self.min_face if min_face is None else min_face
+        return plan_views(width, height, min_face, self.input_size)
+
+    def whole_frame_min_face(self, width: int, height: int) -> float:
+        """Width of the smallest face the whole-frame view alone finds in such an image."""
+        return MIN_FACE_IN_INPUT * max(width, height) / self.input_size
+
+    def detect(
+        self, image: np.ndarray, min_face: float | None = None, views: list[View] | None = None
+    ) -> list[Face]:
+        """Faces of at least ``min_face`` px (default: the configured one) in ``image``,
+        from ``views`` (default: a full scan, :meth:`plan`)."""
         min_face = self.min_face if min_face is None else min_face
         height, width = image.shape[:2]
-        views = plan_views(width, height, min_face, self.input_size)
+        if views is None:
+            views = self.plan(width, height, min_face)
         scaled: dict[int, np.ndarray] = {}
         boxes, scores, kps = [], [], []
         for view in views:

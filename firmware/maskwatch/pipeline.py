@@ -53,7 +53,7 @@ class Pipeline:
         """``clock`` gives the wall-clock time for the operation schedule; None (offline
         analysis of a recording) means the schedule does not apply."""
         self.config = config
-        self.analyzer = analyzer or FaceAnalyzer(config)
+        self.analyzer = analyzer or FaceAnalyzer(config, live=True)
         self.gate = FpsGate(config.processing.fps_cap)
         self.privacy = PrivacyMask(config.privacy)
         self.ir = IrDetector(config.ir)
@@ -77,10 +77,14 @@ class Pipeline:
             if state is not PipelineState.ACTIVE:
                 # History from before a pause must not complete an alarm after it.
                 self._new_decision()
+                self.analyzer.forget()
             self.state = state
         if state is not PipelineState.ACTIVE:
             return FrameOutcome(frame, state, [], [])
-        faces = self.tracker.update(frame.t, self.analyzer.analyze(frame.image))
+        found = [
+            r for r in self.analyzer.analyze(frame.image) if not self.privacy.covers(*r.face.centre)
+        ]
+        faces = self.tracker.update(frame.t, found)
         alarms = self.decider.update(frame.t, frame.index, faces, self.tracker.pop_ended())
         return FrameOutcome(frame, state, faces, alarms)
 

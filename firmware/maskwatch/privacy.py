@@ -1,8 +1,9 @@
 """Privacy zones (F10): polygons blacked out before anything looks at the frame.
 
-Filling the pixels, rather than dropping faces found inside a zone afterwards, means a face
-there is never detected and so never shown, stored or notified: the page, snapshots and alarms
-all get the filled image. The filled image is a copy because sources may reuse their buffers and
+Filling the pixels, rather than only dropping faces found inside a zone afterwards, means
+a face there is never detected and so never shown, stored or notified: the page, snapshots
+and alarms all get the filled image. A "face" the detector still reports with its centre in
+a zone (the black edge against hair or a collar, at a low score) is dropped as well. The filled image is a copy because sources may reuse their buffers and
 the page may still be sending the previous frame.
 """
 
@@ -43,6 +44,14 @@ class PrivacyMask:
         out = image.copy()
         np.copyto(out[self._box], 0, where=self._mask)
         return out
+
+    def covers(self, x: float, y: float) -> bool:
+        """Whether frame pixel (x, y) lies in a zone of the last frame given to :meth:`apply`."""
+        rows, cols = self._box
+        row, col = int(y) - (rows.start or 0), int(x) - (cols.start or 0)
+        if not (0 <= row < self._mask.shape[0] and 0 <= col < self._mask.shape[1]):
+            return False
+        return bool(self._mask[row, col, 0])
 
     def _prepare(self, height: int, width: int) -> None:
         full = np.zeros((height, width), np.uint8)

@@ -163,7 +163,9 @@ class Service:
         self.recorder = AlarmRecorder(self.bus, self.store, self.dispatcher)
 
     def _build_pipeline(self, config: Config) -> Pipeline:
-        pipeline = Pipeline(config, FaceAnalyzer(config), clock=lambda: datetime.now(timezone.utc))
+        pipeline = Pipeline(
+            config, FaceAnalyzer(config, live=True), clock=lambda: datetime.now(timezone.utc)
+        )
         self.status.update(
             device=config.device.name,
             detector_model=pipeline.analyzer.detector.model.path.name,

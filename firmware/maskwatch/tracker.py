@@ -16,7 +16,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from maskwatch.face_detector import box_iou
-from maskwatch.types import Box, FaceResult
+from maskwatch.types import Box, FaceResult, box_centre
 
 log = logging.getLogger(__name__)
 
@@ -38,10 +38,6 @@ class _Track:
     track_id: int
     box: Box
     last_t: float
-
-
-def _centre(box: Box) -> tuple[float, float]:
-    return (box[0] + box[2]) / 2.0, (box[1] + box[3]) / 2.0
 
 
 def _width(box: Box) -> float:
@@ -119,7 +115,7 @@ class Tracker:
             if ious[ti, di] >= self.iou_threshold
         ]
         for ti, track in enumerate(self._tracks):
-            tcx, tcy = _centre(track.box)
+            tcx, tcy = box_centre(track.box)
             tw = _width(track.box)
             reach = WALK_WIDTHS_PER_S * (t - track.last_t)
             gate = min(max(reach, CENTRE_GATE_MIN), CENTRE_GATE_MAX)
@@ -129,7 +125,7 @@ class Tracker:
                     1 / SIZE_RATIO_GATE <= ratio <= SIZE_RATIO_GATE
                 ):
                     continue
-                dcx, dcy = _centre(box)
+                dcx, dcy = box_centre(box)
                 distance = math.hypot(dcx - tcx, dcy - tcy) / tw
                 if distance <= gate:
                     # Ranked after every IoU pair: any overlap is better evidence than nearness.

@@ -42,6 +42,10 @@ class Frame:
         return int(self.image.shape[0])
 
 
+def box_centre(box: Box) -> tuple[float, float]:
+    return (box[0] + box[2]) / 2.0, (box[1] + box[3]) / 2.0
+
+
 @dataclass(frozen=True)
 class Face:
     """A detected face in pixels of the frame it came from."""
@@ -57,6 +61,10 @@ class Face:
     @property
     def height(self) -> float:
         return self.box[3] - self.box[1]
+
+    @property
+    def centre(self) -> tuple[float, float]:
+        return box_centre(self.box)
 
 
 @dataclass(frozen=True)

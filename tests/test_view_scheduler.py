@@ -1,0 +1,86 @@
+"""Live view scheduling: tiles in turn, tiles holding small faces on every frame, and the real
+detector on a frame of small faces finding what a full scan finds."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from conftest import MODELS, require_models
+from maskwatch.bench_cmd import bench_frame
+from maskwatch.config import parse_config
+from maskwatch.face_analyzer import FaceAnalyzer
+from maskwatch.face_detector import MIN_FACE_IN_INPUT, box_iou, plan_views
+from maskwatch.image_io import read_rgb
+from maskwatch.types import Face
+from maskwatch.view_scheduler import ViewScheduler
+
+INPUT = 192  # full-range BlazeFace input size
+VIEWS = plan_views(1280, 720, 40, INPUT)
+TILES = [v for v in VIEWS if not v.whole_frame]
+WHOLE_MIN = MIN_FACE_IN_INPUT * 1280 / INPUT
+
+
+def face_at(x: float, y: float, width: float) -> Face:
+    return Face((x, y, x + width, y + width), 0.9, np.zeros((6, 2), np.float32))
+
+
+def inside(face: Face, view) -> bool:
+    x1, y1, x2, y2 = face.box
+    return view.x <= x1 and view.y <= y1 and x2 <= view.x + view.size and y2 <= view.y + view.size
+
+
+def test_without_faces_every_tile_runs_once_in_three_frames() -> None:
+    assert len(TILES) == 6
+    scheduler = ViewScheduler(tiles_per_frame=2)
+    seen = []
+    for _ in range(3):
+        chosen = scheduler.choose(VIEWS, WHOLE_MIN)
+        assert chosen[0].whole_frame and len(chosen) == 3
+        seen += chosen[1:]
+    assert sorted(seen, key=lambda v: (v.y, v.x)) == sorted(TILES, key=lambda v: (v.y, v.x))
+
+
+@pytest.mark.parametrize("x, y", [(10, 10), (600, 300), (1200, 650), (530, 20)])
+def test_a_small_face_keeps_a_tile_holding_it_on_every_frame(x: float, y: float) -> None:
+    scheduler = ViewScheduler(tiles_per_frame=2)
+    face = face_at(x, y, 60)
+    scheduler.remember([face])
+    for _ in range(6):
+        chosen = scheduler.choose(VIEWS, WHOLE_MIN)
+        assert any(inside(face, v) for v in chosen if not v.whole_frame)
+        assert len(chosen) <= 4
+
+
+def test_a_large_face_needs_no_tile() -> None:
+    scheduler = ViewScheduler(tiles_per_frame=2)
+    scheduler.remember([face_at(500, 200, WHOLE_MIN + 1)])
+    assert len(scheduler.choose(VIEWS, WHOLE_MIN)) == 3
+
+
+def test_forget_drops_the_faces_and_zero_means_full_scan() -> None:
+    scheduler = ViewScheduler(tiles_per_frame=2)
+    scheduler.remember([face_at(x, 300, 60) for x in (10, 400, 800, 1200)])
+    assert len(scheduler.choose(VIEWS, WHOLE_MIN)) > 3
+    scheduler.forget()
+    assert len(scheduler.choose(VIEWS, WHOLE_MIN)) == 3
+    assert ViewScheduler(tiles_per_frame=0).choose(VIEWS, WHOLE_MIN) == VIEWS
+
+
+@pytest.mark.parametrize("head", [300, 160])
+def test_live_detection_keeps_every_face_a_full_scan_finds(head: int) -> None:
+    require_models()
+    config = parse_config({"paths": {"models_dir": str(MODELS)}})
+    frame = bench_frame(read_rgb(MODELS / "demo/astronaut.png"), 8, head)
+    full = FaceAnalyzer(config).find_faces(frame)
+    assert len(full) == 8
+    live = FaceAnalyzer(config, live=True)
+    counts = []
+    for _ in range(7):
+        found = live.find_faces(frame)
+        counts.append(len(found))
+        # Fewer views merge into a box than in a full scan, so boxes differ a little.
+        for face in found:
+            assert max(box_iou(np.array(face.box), np.array([f.box for f in full]))) > 0.4
+    # Small faces appear within one round of tiles and are then seen on every frame.
+    assert counts[3:] == [8] * 4
