@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from maskwatch.face_crop import CROP_SIZE
+from maskwatch.face_crop import CROP_SIZE, CropGeometry
 from maskwatch.face_detector import FaceDetector
 from maskwatch.image_io import read_rgb
 from maskwatch.mask_overlay import Placement, draw_mask, random_style
@@ -65,6 +65,7 @@ def make_crops(
     cache: Path,
     overlays: str = "",
     seed: int = 0,
+    geometry: CropGeometry = CropGeometry(),
 ) -> dict[str, np.ndarray]:
     """Crops (x), labels (y), whether the detector found the face, and paths.
 
@@ -73,12 +74,16 @@ def make_crops(
     training palette; "heldout" replaces each detected unmasked photo by one correctly or
     incorrectly worn mask in colours and patterns training never saw.
     """
-    cached = cache / f"crops_{_cache_key(items, f'{overlays}:{seed}')}.npz"
+    extra = f"{overlays}:{seed}:{geometry.scale}:{geometry.shift}"
+    cached = cache / f"crops_{_cache_key(items, extra)}.npz"
     if cached.is_file():
         log.info("using cached crops %s", cached)
         with np.load(cached) as z:
             return {k: z[k] for k in z.files}
-    jobs = [(path, label, overlays, seed, i, str(models_dir)) for i, (path, label) in enumerate(items)]
+    jobs = [
+        (path, label, overlays, seed, i, str(models_dir), geometry)
+        for i, (path, label) in enumerate(items)
+    ]
     rows: list[tuple[np.ndarray, int, bool, str, bool]] = []
     # Two worker processes (the machine has two cores); every item seeds its own generator,
     # so the result does not depend on how the work is split.
@@ -104,23 +109,23 @@ def make_crops(
 _detector: FaceDetector | None = None
 
 
-def _item_crops(job: tuple[str, int, str, int, int, str]) -> list[tuple]:
+def _item_crops(job: tuple[str, int, str, int, int, str, CropGeometry]) -> list[tuple]:
     """The crops of one photo: the photo itself and any masks drawn on it."""
     global _detector
-    path, label, overlays, seed, index, models_dir = job
+    path, label, overlays, seed, index, models_dir, geometry = job
     if _detector is None:
         _detector = FaceDetector(Path(models_dir), min_face=16, score_threshold=0.5)
     rng = np.random.default_rng([seed, index])
     photo = find_photo_face(read_rgb(path), _detector)
     rows = []
     if overlays != "heldout":
-        rows.append((photo.crop(), label, photo.detected, path, False))
+        rows.append((photo.crop(geometry=geometry), label, photo.detected, path, False))
     if overlays and label == CLASSES.index("no_mask") and photo.face is not None:
         for placement in _placements(overlays, index, rng):
             style = random_style(rng, placement=placement, palette=overlays)
             drawn = draw_mask(photo.canvas, photo.face.keypoints, style, rng)
             target = "mask" if placement is Placement.CORRECT else "incorrect"
-            rows.append((photo.crop(drawn), CLASSES.index(target), True, path, True))
+            rows.append((photo.crop(drawn, geometry), CLASSES.index(target), True, path, True))
     return rows
 
 

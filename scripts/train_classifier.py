@@ -24,7 +24,7 @@ import cv2
 import numpy as np
 
 from dataset import CLASSES, list_faces, make_crops, recall_by_class, source_of
-from maskwatch.face_crop import CROP_SIZE
+from maskwatch.face_crop import CROP_SIZE, CropGeometry
 from maskwatch.mask_classifier import MANIFEST
 from maskwatch.model_fetch import ASSETS, sha256_of
 
@@ -36,11 +36,18 @@ log = logging.getLogger("train_classifier")
 # v3: mask / no_mask with correctly worn masks drawn on the no_mask photos (the same face
 #     with and without a mask: the mouth and nose, not the photo style, must decide), face
 #     turns, tilts and frame-edge cuts in the augmentation, and hard examples weighted up.
+# v4: v3's training with three classes (drawn incorrect masks) and crops reaching below the
+#     chin (scale 1.25, centre moved 8 % of the box towards the chin), where a mask worn on
+#     the chin, or a beard, shows.
 RECIPES = {
     "v1": {"classes": CLASSES[:2], "overlays": "", "strong_augment": False, "hard_mining": False},
     "v2": {"classes": CLASSES, "overlays": "train", "strong_augment": False, "hard_mining": False},
     "v3": {
         "classes": CLASSES[:2], "overlays": "train", "strong_augment": True, "hard_mining": True,
+    },
+    "v4": {
+        "classes": CLASSES, "overlays": "train", "strong_augment": True, "hard_mining": True,
+        "crop": CropGeometry(scale=1.25, shift=0.08),
     },
 }
 # Hard-example weighting (v3): from this epoch on, every HARD_EVERY epochs, each training
@@ -169,6 +176,7 @@ def update_manifest(out_dir: Path, paths: dict[str, Path], report: dict) -> None
         files[path.name] = {
             "kind": f"mask classifier ({kind})",
             "classes": report["classes"],
+            "crop": report["crop"],
             "sha256": sha256_of(path),
             "source": f"trained by scripts/train_classifier.py --recipe {report['recipe']} "
                       f"--seed {report['seed']} --epochs {report['epochs']}",
@@ -212,11 +220,14 @@ def main() -> int:
     classes = recipe["classes"]
     stem = f"mask_classifier_{args.recipe}"
 
+    geometry = recipe.get("crop", CropGeometry())
     train = make_crops(
         list_faces(args.data, "train"), args.detector_models, args.cache, recipe["overlays"],
-        args.seed,
+        args.seed, geometry,
     )
-    test = make_crops(list_faces(args.data, "test"), args.detector_models, args.cache)
+    test = make_crops(
+        list_faces(args.data, "test"), args.detector_models, args.cache, geometry=geometry
+    )
     log.info(
         "crops ready: train %d (%d synthetic, detector found %.1f%%), test %d (%.1f%%)",
         len(train["y"]), train["synthetic"].sum(), 100 * train["detected"].mean(),
@@ -288,6 +299,7 @@ def main() -> int:
         "model": stem,
         "recipe": args.recipe,
         "classes": list(classes),
+        "crop": {"scale": geometry.scale, "shift": geometry.shift},
         "input": {"size": CROP_SIZE, "channels": "RGB", "dtype": "uint8 0..255 (int8 model) "
                   "or float32 0..255 (float model)"},
         "seed": args.seed,

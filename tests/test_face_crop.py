@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
-from maskwatch.face_crop import CROP_SCALE, CROP_SIZE, crop_face, eye_angle
+from maskwatch.face_crop import CROP_SCALE, CROP_SIZE, CropGeometry, crop_face, eye_angle
 
 GREY = 160
 H, W = 480, 640
@@ -94,6 +94,25 @@ def test_crop_keeps_the_box_centred_at_the_documented_scale(side: float) -> None
     assert abs((ys.max() - ys.min() + 1) - expected) <= 2
     assert abs(xs.mean() - (CROP_SIZE - 1) / 2) <= 1
     assert abs(ys.mean() - (CROP_SIZE - 1) / 2) <= 1
+
+
+@pytest.mark.parametrize("roll", [0.0, 30.0, -45.0])
+def test_geometry_scales_and_moves_the_crop_towards_the_chin(roll: float) -> None:
+    # A white box on black, rolled with the face: with shift s the box centre sits s x box
+    # side above the crop centre (the crop moved chin-wards), and the box spans size / scale.
+    geometry = CropGeometry(scale=1.3, shift=0.1)
+    side = 200.0
+    image = np.zeros((H, W, 3), np.uint8)
+    image[int(CENTRE[1] - side / 2) : int(CENTRE[1] + side / 2),
+          int(CENTRE[0] - side / 2) : int(CENTRE[0] + side / 2)] = 255
+    rotated, matrix = rotate(image, roll)
+    crop = crop_face(rotated, box_around(*CENTRE, side), keypoints_for(matrix), geometry=geometry)
+    ys, xs = np.nonzero(crop.mean(axis=2) > 127)
+    span = CROP_SIZE / geometry.scale
+    assert abs((ys.max() - ys.min() + 1) - span) <= 2
+    assert abs(xs.mean() - (CROP_SIZE - 1) / 2) <= 1
+    expected_y = (CROP_SIZE - 1) / 2 - geometry.shift * side * CROP_SIZE / (side * geometry.scale)
+    assert abs(ys.mean() - expected_y) <= 1
 
 
 def test_upright_face_without_keypoints_is_not_rotated() -> None:

@@ -55,68 +55,78 @@ def message(n: int) -> AlarmMessage:
                         label="no_mask", confidence=0.9, track_id=n, box=(0, 0, 10, 10))
 
 
-class Receiver:
+class Listener:
+    """A local TCP server whose accept loop hands every connection to :meth:`handle`."""
+
+    def __init__(self) -> None:
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+
+    def start(self) -> None:
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self.handle(conn)
+
+    def handle(self, conn: socket.socket) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+class Receiver(Listener):
     """Accepts, reads until the sender closes, records the bytes, closes: a well-behaved VMS
     generic-event input. ``reset_first`` connections are answered with a reset instead."""
 
     def __init__(self, log: list[tuple[str, bytes]] | None = None, tag: str = "",
                  reset_first: int = 0) -> None:
-        self.sock = socket.create_server(("127.0.0.1", 0))
-        self.port = self.sock.getsockname()[1]
+        super().__init__()
         self.log = log if log is not None else []
         self.tag = tag
         self.reset_first = reset_first
         self.accepted = 0
         self.received = threading.Event()
-        threading.Thread(target=self._serve, daemon=True).start()
+        self.start()
 
-    def _serve(self) -> None:
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            self.accepted += 1
-            with conn:
-                if self.accepted <= self.reset_first:
-                    conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
-                                    b"\x01\x00\x00\x00\x00\x00\x00\x00")
-                    continue  # close with SO_LINGER 0: a reset
-                data = b""
-                while chunk := conn.recv(4096):
-                    data += chunk
-                self.log.append((self.tag, data))
-                self.received.set()
+    def handle(self, conn: socket.socket) -> None:
+        self.accepted += 1
+        with conn:
+            if self.accepted <= self.reset_first:
+                conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
+                                b"\x01\x00\x00\x00\x00\x00\x00\x00")
+                return  # close with SO_LINGER 0: a reset
+            data = b""
+            while chunk := conn.recv(4096):
+                data += chunk
+            self.log.append((self.tag, data))
+            self.received.set()
 
     @property
     def data(self) -> list[bytes]:
         return [d for _, d in self.log]
 
-    def close(self) -> None:
-        self.sock.close()
 
-
-class Hanger:
+class Hanger(Listener):
     """Accepts every connection and never reads or closes it."""
 
     def __init__(self) -> None:
-        self.sock = socket.create_server(("127.0.0.1", 0))
-        self.port = self.sock.getsockname()[1]
+        super().__init__()
         self.conns: list[socket.socket] = []
-        threading.Thread(target=self._serve, daemon=True).start()
+        self.start()
 
-    def _serve(self) -> None:
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            self.conns.append(conn)
+    def handle(self, conn: socket.socket) -> None:
+        self.conns.append(conn)
 
     def close(self) -> None:
         for c in self.conns:
             c.close()
-        self.sock.close()
+        super().close()
 
 
 def closed_port() -> int:

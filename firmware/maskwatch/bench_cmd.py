@@ -20,7 +20,6 @@ import numpy as np
 
 from maskwatch.config import Config
 from maskwatch.face_analyzer import FaceAnalyzer
-from maskwatch.face_crop import crop_face
 from maskwatch.image_io import read_rgb
 
 log = logging.getLogger(__name__)
@@ -62,7 +61,7 @@ def _case(full: FaceAnalyzer, live: FaceAnalyzer, frame: np.ndarray, frames: int
     found = full.find_faces(frame)
     total = _median_ms(lambda: full.analyze(frame), frames)
     detect = _median_ms(lambda: full.find_faces(frame), frames)
-    crops = np.stack([crop_face(frame, f.box, f.keypoints) for f in found]) if found else None
+    crops = np.stack([full.classifier.crop(frame, f) for f in found]) if found else None
     classify = _median_ms(lambda: full.classifier.classify(crops), frames) if found else 0
     live.forget()
     live_total = _median_ms(lambda: live.analyze(frame), frames)

@@ -14,7 +14,6 @@ import cv2
 import numpy as np
 
 from maskwatch.config import Config
-from maskwatch.face_crop import crop_face
 from maskwatch.face_detector import FaceDetector
 from maskwatch.face_gates import QualityGates
 from maskwatch.mask_classifier import MaskClassifier
@@ -108,7 +107,7 @@ class FaceAnalyzer:
         faces = self.find_faces(image)
         if not faces:
             return []
-        crops = [crop_face(image, f.box, f.keypoints, self.classifier.input_size) for f in faces]
+        crops = [self.classifier.crop(image, f) for f in faces]
         reasons = [self.gates.check(image, f, c) for f, c in zip(faces, crops)]
         todo = [i for i, r in enumerate(reasons) if r is None or classify_gated]
         found = self.classifier.classify(np.stack([crops[i] for i in todo])) if todo else []

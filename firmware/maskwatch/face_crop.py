@@ -7,6 +7,7 @@ classifier never sees a framing, rotation or resampling it will not meet on the 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
@@ -20,6 +21,20 @@ CROP_SCALE = 1.15
 RIGHT_EYE, LEFT_EYE = 0, 1
 
 
+@dataclass(frozen=True)
+class CropGeometry:
+    """How a classifier's crops are framed; it belongs to the model (models/manifest.json),
+    because a classifier only works on crops framed the way it was trained on.
+
+    ``scale``: crop side / longer box side. ``shift``: the crop centre moved this share of
+    the box side towards the chin (along the face's own up-down axis), since BlazeFace boxes
+    sit high on the face (scene photos: 8-11 % of the face height) and a mask worn on the
+    chin, or a beard, is told by the part below the mouth."""
+
+    scale: float = CROP_SCALE
+    shift: float = 0.0
+
+
 def eye_angle(keypoints: np.ndarray | None) -> float:
     """Roll of the face in degrees (eyes line against the horizontal); 0 without keypoints."""
     if keypoints is None:
@@ -29,12 +44,20 @@ def eye_angle(keypoints: np.ndarray | None) -> float:
 
 
 def crop_face(
-    image: np.ndarray, box: Box, keypoints: np.ndarray | None = None, size: int = CROP_SIZE
+    image: np.ndarray,
+    box: Box,
+    keypoints: np.ndarray | None = None,
+    size: int = CROP_SIZE,
+    geometry: CropGeometry = CropGeometry(),
 ) -> np.ndarray:
     """A size x size RGB crop centred on the box, rolled upright by the eye line."""
     x1, y1, x2, y2 = box
-    cx, cy = (x1 + x2) / 2.0, (y1 + y2) / 2.0
-    side = max(x2 - x1, y2 - y1, 1.0) * CROP_SCALE
+    longer = max(x2 - x1, y2 - y1, 1.0)
+    roll = eye_angle(keypoints)
+    down = geometry.shift * longer
+    cx = (x1 + x2) / 2.0 - down * math.sin(math.radians(roll))
+    cy = (y1 + y2) / 2.0 + down * math.cos(math.radians(roll))
+    side = longer * geometry.scale
     # Cut a region large enough for any roll, shrink it with area averaging (warpAffine alone
     # would alias on large faces), then rotate at the small size.
     half = int(math.ceil(side * 0.75))
@@ -44,7 +67,7 @@ def crop_face(
     interp = cv2.INTER_AREA if shrunk_side < region.shape[0] else cv2.INTER_LINEAR
     region = cv2.resize(region, (shrunk_side, shrunk_side), interpolation=interp)
     centre = shrunk_side / 2.0
-    matrix = cv2.getRotationMatrix2D((centre, centre), eye_angle(keypoints), 1.0)
+    matrix = cv2.getRotationMatrix2D((centre, centre), roll, 1.0)
     matrix[:, 2] += size / 2.0 - centre
     return cv2.warpAffine(
         region, matrix, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE

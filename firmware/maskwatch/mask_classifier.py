@@ -8,25 +8,40 @@ from pathlib import Path
 
 import numpy as np
 
+from maskwatch.face_crop import CropGeometry, crop_face
 from maskwatch.tflite_runtime import Accelerator, Model
-from maskwatch.types import Classification, Label
+from maskwatch.types import Classification, Face, Label
 
 log = logging.getLogger(__name__)
 
 MANIFEST = "manifest.json"
 
 
-def model_classes(models_dir: Path, model_file: str) -> list[Label]:
-    """Class order of a model file as written in the models manifest by the training script."""
+def model_entry(models_dir: Path, model_file: str) -> dict:
+    """What the models manifest says of a model file: written by the training script."""
     manifest_path = models_dir / MANIFEST
     try:
         manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-        names = manifest["files"][model_file]["classes"]
-    except (OSError, ValueError, KeyError) as exc:
+        entry = manifest["files"][model_file]
+        if "classes" not in entry:
+            raise KeyError("classes")
+    except (OSError, ValueError, KeyError, TypeError) as exc:
         raise FileNotFoundError(
             f"{manifest_path} does not describe {model_file} ({exc.__class__.__name__}: {exc})"
         ) from None
-    return [Label(n) for n in names]
+    return entry
+
+
+def model_classes(models_dir: Path, model_file: str) -> list[Label]:
+    """Class order of a model file."""
+    return [Label(n) for n in model_entry(models_dir, model_file)["classes"]]
+
+
+def model_crop(models_dir: Path, model_file: str) -> CropGeometry:
+    """How the model's crops are framed; models from before the manifest said so used the
+    default framing."""
+    crop = model_entry(models_dir, model_file).get("crop", {})
+    return CropGeometry(**crop)
 
 
 class MaskClassifier:
@@ -40,8 +55,13 @@ class MaskClassifier:
     ) -> None:
         self.model_file = model_file
         self.classes = model_classes(models_dir, model_file)
+        self.geometry = model_crop(models_dir, model_file)
         self.model = Model(models_dir / model_file, threads, accelerator, edgetpu_device)
         self.input_size = self.model.input_shape[1]
+
+    def crop(self, image: np.ndarray, face: Face) -> np.ndarray:
+        """The face framed the way this classifier was trained."""
+        return crop_face(image, face.box, face.keypoints, self.input_size, self.geometry)
 
     def classify(self, crops: np.ndarray) -> list[Classification]:
         """Classify N crops (N x size x size x 3, RGB uint8)."""

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from maskwatch.face_crop import crop_face
+from maskwatch.face_crop import CropGeometry, crop_face
 from maskwatch.face_detector import FaceDetector
 from maskwatch.types import Box, Face
 
@@ -36,12 +36,14 @@ class PhotoFace:
     def detected(self) -> bool:
         return self.face is not None
 
-    def crop(self, canvas: np.ndarray | None = None) -> np.ndarray:
+    def crop(
+        self, canvas: np.ndarray | None = None, geometry: CropGeometry = CropGeometry()
+    ) -> np.ndarray:
         """The classifier crop; ``canvas`` replaces the photo (e.g. with a mask drawn on)."""
         image = self.canvas if canvas is None else canvas
         if self.face is None:
             return crop_face(image, self.photo_box)
-        return crop_face(image, self.face.box, self.face.keypoints)
+        return crop_face(image, self.face.box, self.face.keypoints, geometry=geometry)
 
 
 def find_photo_face(image: np.ndarray, detector: FaceDetector) -> PhotoFace:
