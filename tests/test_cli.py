@@ -29,6 +29,12 @@ def demo_images(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list]:
     return folder, truths
 
 
+GATES = {
+    "pose_out_of_range", "cut_by_edge", "blurred", "underexposed", "overexposed",
+    "low_face_score",
+}
+
+
 def test_detect_json_lines_follow_the_contract(demo_images) -> None:
     folder, truths = demo_images
     proc = run_maskwatch("detect", "--json", str(folder))
@@ -41,7 +47,9 @@ def test_detect_json_lines_follow_the_contract(demo_images) -> None:
         near_box, masked = truth[0]
         faces = record["faces"]
         for face in faces:
-            assert set(face) == {"box", "score", "label", "confidence", "probs"}
+            assert set(face) - {"gate"} == {"box", "score", "label", "confidence", "probs"}
+            assert face["label"] in ("mask", "no_mask", "incorrect")
+            assert face.get("gate", "low_face_score") in GATES
             assert face["confidence"] == pytest.approx(max(face["probs"].values()), abs=1e-3)
         ious = [box_iou(np.array(near_box), np.array([f["box"]]))[0] for f in faces]
         best = faces[int(np.argmax(ious))]
