@@ -26,6 +26,8 @@ import numpy as np
 from dataset import CLASSES, list_faces, make_crops, recall_by_class, source_of
 from maskwatch.face_crop import CROP_SIZE, CropGeometry
 from maskwatch.mask_classifier import MANIFEST
+from maskwatch.mask_overlay import fabric_patch
+from maskwatch.photo_crops import PAD_GREY
 from maskwatch.model_fetch import ASSETS, sha256_of
 
 log = logging.getLogger("train_classifier")
@@ -36,6 +38,9 @@ log = logging.getLogger("train_classifier")
 # v3: mask / no_mask with correctly worn masks drawn on the no_mask photos (the same face
 #     with and without a mask: the mouth and nose, not the photo style, must decide), face
 #     turns, tilts and frame-edge cuts in the augmentation, and hard examples weighted up.
+# v5: v4 with the grey canvas around the training photos (they are cut tight at the chin,
+#     scene faces have a neck and clothes there) filled with fabric in most crops, so that
+#     "something below the chin" cannot stand for an incorrectly worn mask.
 # v4: v3's training with three classes (drawn incorrect masks) and crops reaching below the
 #     chin (scale 1.25, centre moved 8 % of the box towards the chin), where a mask worn on
 #     the chin, or a beard, shows.
@@ -49,7 +54,14 @@ RECIPES = {
         "classes": CLASSES, "overlays": "train", "strong_augment": True, "hard_mining": True,
         "crop": CropGeometry(scale=1.25, shift=0.08),
     },
+    "v5": {
+        "classes": CLASSES, "overlays": "train", "strong_augment": True, "hard_mining": True,
+        "crop": CropGeometry(scale=1.25, shift=0.08), "fill_canvas": True,
+    },
 }
+# Share of crops whose grey canvas gets fabric (recipes with fill_canvas), and how near the
+# canvas grey a pixel must be in every channel to count as canvas.
+FILL_SHARE, CANVAS_TOLERANCE = 0.75, 3
 # Hard-example weighting (v3): from this epoch on, every HARD_EVERY epochs, each training
 # photo's weight becomes 1 + HARD_GAIN x (1 - probability of its own class), so the rare
 # faces the model still gets wrong (beards, faces looking down) count more.
@@ -101,6 +113,20 @@ def augment(crop: np.ndarray, rng: np.random.Generator, strong: bool = False) ->
         ok, enc = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, int(rng.integers(25, 95))])
         img = cv2.imdecode(enc, cv2.IMREAD_UNCHANGED)
     return img
+
+
+def fill_canvas(crop: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """The crop with the grey canvas around its photo (photo_crops.PAD_GREY) replaced by
+    fabric, lit a little unevenly."""
+    canvas = np.all(np.abs(crop.astype(np.int16) - PAD_GREY[0]) <= CANVAS_TOLERANCE, axis=2)
+    if canvas.mean() < 0.02:
+        return crop
+    size = crop.shape[0]
+    fabric = fabric_patch(rng, size, rng.uniform(8.0, 30.0)).astype(np.float32)
+    fabric *= np.linspace(rng.uniform(0.6, 1.1), rng.uniform(0.6, 1.1), size)[:, None, None]
+    out = crop.copy()
+    out[canvas] = np.clip(fabric, 0, 255).astype(np.uint8)[canvas]
+    return out
 
 
 def _cut_by_edge(img: np.ndarray, width: int, side: int) -> np.ndarray:
@@ -261,7 +287,11 @@ def main() -> int:
             own = model.predict(x_fit, batch_size=256, verbose=0)[np.arange(len(y_fit)), y_fit]
             hardness = 1.0 + HARD_GAIN * (1.0 - own)
             log.info("hard examples: %d of %d below 0.5", int((own < 0.5).sum()), len(own))
-        x_aug = np.stack([augment(c, rng, recipe["strong_augment"]) for c in x_fit])
+        if recipe.get("fill_canvas"):
+            x_in = [fill_canvas(c, rng) if rng.random() < FILL_SHARE else c for c in x_fit]
+        else:
+            x_in = list(x_fit)
+        x_aug = np.stack([augment(c, rng, recipe["strong_augment"]) for c in x_in])
         hist = model.fit(
             x_aug, y_fit, sample_weight=weights * hardness, batch_size=64, epochs=epoch + 1,
             initial_epoch=epoch, verbose=0, shuffle=True,

@@ -63,8 +63,8 @@ class DetectorConfig(Section):
 
 
 class ClassifierConfig(Section):
-    model: str = "mask_classifier_v1_float.tflite"
-    edgetpu_model: str = "mask_classifier_v1_int8_edgetpu.tflite"
+    model: str = "mask_classifier_v3_float.tflite"
+    edgetpu_model: str = "mask_classifier_v3_int8_edgetpu.tflite"
 
 
 class TrackerConfig(Section):
