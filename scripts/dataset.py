@@ -95,7 +95,10 @@ def make_crops(
     crops = [r[0] for r in rows]
     labels, detected, paths, synthetic = ([r[k] for r in rows] for k in range(1, 5))
     out = {
-        "x": np.stack(crops).astype(np.uint8) if crops else np.zeros((0, CROP_SIZE, CROP_SIZE, 3), np.uint8),
+        "x": (
+            np.stack(crops).astype(np.uint8) if crops
+            else np.zeros((0, CROP_SIZE, CROP_SIZE, 3), np.uint8)
+        ),
         "y": np.array(labels, np.int64),
         "detected": np.array(detected, bool),
         "paths": np.array(paths),

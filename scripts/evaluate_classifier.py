@@ -109,7 +109,8 @@ def main() -> int:
             "heldout_overlay_images": int(len(heldout["y"])),
         }
         if not args.skip_scenes:
-            figures["scenes"] = scene_figures(model_file, args.models, args.data / "scenes/andrewmvd")
+            scenes = args.data / "scenes/andrewmvd"
+            figures["scenes"] = scene_figures(model_file, args.models, scenes)
         report[kind] = figures
     if args.json:
         print(json.dumps(report, indent=2))

@@ -42,7 +42,11 @@ def shorter_side(box: list[float]) -> float:
 def match(truth: list[dict], preds: list[dict]) -> dict[int, int]:
     """Prediction index -> labelled face index."""
     pairs = sorted(
-        ((iou(t["box"], p["box"]), ti, pi) for ti, t in enumerate(truth) for pi, p in enumerate(preds)),
+        (
+            (iou(t["box"], p["box"]), ti, pi)
+            for ti, t in enumerate(truth)
+            for pi, p in enumerate(preds)
+        ),
         reverse=True,
     )
     used_t: set[int] = set()
