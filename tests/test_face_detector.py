@@ -3,7 +3,6 @@ on the demo photo pasted into a frame at many sizes and positions."""
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import cv2
 import numpy as np

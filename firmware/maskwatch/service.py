@@ -19,7 +19,6 @@ import threading
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from pathlib import Path
 
 from maskwatch.config import EX_CONFIG, Config, ConfigError, load_config
 from maskwatch.dispatcher import AlarmRecorder, Dispatcher
