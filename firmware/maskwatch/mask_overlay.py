@@ -953,15 +953,21 @@ def _band(phase: np.ndarray, duty: float, texels: float) -> np.ndarray:
     return np.clip(dist * texels + 0.5, 0.0, 1.0).astype(np.float32)
 
 
+def _bands_in_turn(
+    tex: np.ndarray, colours: list[np.ndarray], band: np.ndarray, index: np.ndarray
+) -> np.ndarray:
+    """``band`` painted over ``tex``, band number n in colours[n % len(colours)]."""
+    for i, col in enumerate(colours):
+        tex = _mix(tex, col, band * (index == i))
+    return tex
+
+
 def _p_stripes(c: _TextureCanvas, base, colours, rng) -> np.ndarray:
     u, _ = c.coords()
     phase = (u / c.period) % 1.0
     stripe = _band(phase, rng.uniform(0.3, 0.6), c.period * c.res)
     index = np.floor(u / c.period).astype(np.int64) % len(colours)
-    tex = c.fill(base)
-    for i, col in enumerate(colours):
-        tex = _mix(tex, col, stripe * (index == i))
-    return tex
+    return _bands_in_turn(c.fill(base), colours, stripe, index)
 
 
 def _p_dots(c: _TextureCanvas, base, colours, rng) -> np.ndarray:
@@ -996,10 +1002,7 @@ def _p_chevron(c: _TextureCanvas, base, colours, rng) -> np.ndarray:
     phase = ((v + zig) / (0.6 * c.period)) % 1.0
     band = _band(phase, 0.5, 0.6 * c.period * c.res)
     index = np.floor((v + zig) / (0.6 * c.period)).astype(np.int64) % len(colours)
-    tex = c.fill(base)
-    for i, col in enumerate(colours):
-        tex = _mix(tex, col, band * (index == i))
-    return tex
+    return _bands_in_turn(c.fill(base), colours, band, index)
 
 
 def _p_floral(c: _TextureCanvas, base, colours, rng) -> np.ndarray:

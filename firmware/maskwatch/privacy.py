@@ -3,8 +3,9 @@
 Filling the pixels, rather than only dropping faces found inside a zone afterwards, means
 a face there is never detected and so never shown, stored or notified: the page, snapshots
 and alarms all get the filled image. A "face" the detector still reports with its centre in
-a zone (the black edge against hair or a collar, at a low score) is dropped as well. The filled image is a copy because sources may reuse their buffers and
-the page may still be sending the previous frame.
+a zone (the black edge against hair or a collar, at a low score) is dropped as well. The
+filled image is a copy because sources may reuse their buffers and the page may still be
+sending the previous frame.
 """
 
 from __future__ import annotations
