@@ -320,7 +320,7 @@ class GatesConfig(Section):
     enabled: bool = True
     max_yaw_deg: float = Field(45.0, gt=0.0, le=90.0)
     max_pitch_deg: float = Field(30.0, gt=0.0, le=90.0)
-    edge_margin: float = Field(0.1, ge=0.0, le=0.9)
+    edge_margin: float = Field(0.3, ge=0.0, le=0.9)
     min_sharpness: float = Field(10.0, ge=0.0, le=10000.0)
     min_luminance: float = Field(25.0, ge=0.0, le=255.0)
     max_luminance: float = Field(235.0, ge=0.0, le=255.0)
