@@ -19,6 +19,7 @@ from maskwatch.face_crop import CROP_SIZE, CropGeometry
 from maskwatch.face_detector import FaceDetector
 from maskwatch.image_io import read_rgb
 from maskwatch.mask_overlay import Placement, draw_mask, random_style
+from maskwatch.nose_check import nose_patch
 from maskwatch.photo_crops import find_photo_face
 
 log = logging.getLogger(__name__)
@@ -66,8 +67,12 @@ def make_crops(
     overlays: str = "",
     seed: int = 0,
     geometry: CropGeometry = CropGeometry(),
+    nose_size: int = 0,
 ) -> dict[str, np.ndarray]:
     """Crops (x), labels (y), whether the detector found the face, and paths.
+
+    ``nose_size``: nose patches of that size (maskwatch.nose_check) instead of classifier
+    crops; photos whose face the detector missed are left out, a patch needs keypoints.
 
     ``overlays``: "" none; "train" adds, for every unmasked photo whose face was detected, one
     incorrectly worn mask and (every second photo) one correctly worn mask, drawn with the
@@ -75,13 +80,16 @@ def make_crops(
     incorrectly worn mask in colours and patterns training never saw.
     """
     extra = f"{overlays}:{seed}:{geometry.scale}:{geometry.shift}"
+    if nose_size:
+        nose_code = (REPO / "firmware/maskwatch/nose_check.py").read_text()
+        extra += f":nose{nose_size}:{hashlib.sha256(nose_code.encode()).hexdigest()}"
     cached = cache / f"crops_{_cache_key(items, extra)}.npz"
     if cached.is_file():
         log.info("using cached crops %s", cached)
         with np.load(cached) as z:
             return {k: z[k] for k in z.files}
     jobs = [
-        (path, label, overlays, seed, i, str(models_dir), geometry)
+        (path, label, overlays, seed, i, str(models_dir), geometry, nose_size)
         for i, (path, label) in enumerate(items)
     ]
     rows: list[tuple[np.ndarray, int, bool, str, bool]] = []
@@ -112,23 +120,31 @@ def make_crops(
 _detector: FaceDetector | None = None
 
 
-def _item_crops(job: tuple[str, int, str, int, int, str, CropGeometry]) -> list[tuple]:
+def _item_crops(job: tuple[str, int, str, int, int, str, CropGeometry, int]) -> list[tuple]:
     """The crops of one photo: the photo itself and any masks drawn on it."""
     global _detector
-    path, label, overlays, seed, index, models_dir, geometry = job
+    path, label, overlays, seed, index, models_dir, geometry, nose_size = job
     if _detector is None:
         _detector = FaceDetector(Path(models_dir), min_face=16, score_threshold=0.5)
     rng = np.random.default_rng([seed, index])
     photo = find_photo_face(read_rgb(path), _detector)
+    if nose_size and photo.face is None:
+        return []
+
+    def cut(canvas: np.ndarray) -> np.ndarray:
+        if nose_size and photo.face is not None:
+            return nose_patch(canvas, photo.face, nose_size)
+        return photo.crop(canvas, geometry)
+
     rows = []
     if overlays != "heldout":
-        rows.append((photo.crop(geometry=geometry), label, photo.detected, path, False))
+        rows.append((cut(photo.canvas), label, photo.detected, path, False))
     if overlays and label == CLASSES.index("no_mask") and photo.face is not None:
         for placement in _placements(overlays, index, rng):
             style = random_style(rng, placement=placement, palette=overlays)
             drawn = draw_mask(photo.canvas, photo.face.keypoints, style, rng)
             target = "mask" if placement is Placement.CORRECT else "incorrect"
-            rows.append((photo.crop(drawn, geometry), CLASSES.index(target), True, path, True))
+            rows.append((cut(drawn), CLASSES.index(target), True, path, True))
     return rows
 
 

@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
 """Print every accuracy figure of the mask classifier from ../shared/data in one run.
 
-For each exported model (float and int8):
+For the shipped classifier stack (main classifier, confirming classifier, nose check: see
+maskwatch.second_opinion), float and int8, the main classifier alone and with the second
+opinions:
   1. faces/test: recall of mask and no_mask
   2. wear/ (synthetic, evaluation only): incorrect recall, correctly worn labelled mask
   3. held-out overlays: masks in colours and patterns training never used, drawn on the
@@ -22,13 +24,18 @@ from pathlib import Path
 
 import numpy as np
 
-from dataset import CLASSES, REPO, list_faces, list_folder, make_crops, recall_by_class
-from maskwatch.config import Config
+from dataset import CLASSES, REPO, list_faces, list_folder, make_crops
+from maskwatch.config import ClassifierConfig, Config
 from maskwatch.detect_cmd import face_json
 from maskwatch.face_analyzer import FaceAnalyzer
 from maskwatch.image_io import read_rgb
 from maskwatch.mask_classifier import MaskClassifier, model_crop
+from maskwatch.nose_check import NoseCheck
+from maskwatch.second_opinion import confirmed, with_nose
+from maskwatch.types import ALARM_LABELS, Label
 from score_scenes import score
+
+MIN_UNCOVERED = ClassifierConfig().min_uncovered
 
 log = logging.getLogger("evaluate_classifier")
 
@@ -39,23 +46,60 @@ POSE_QUALITY = frozenset(
 )
 
 
-def classify_all(classifier: MaskClassifier, crops: np.ndarray, batch: int = 64) -> np.ndarray:
-    probs = []
+def classify_all(classifier: MaskClassifier, crops: np.ndarray, batch: int = 64) -> list:
+    results = []
     for start in range(0, len(crops), batch):
-        results = classifier.classify(crops[start : start + batch])
-        probs += [[r.probs.get(c, 0.0) for c in CLASSES] for r in results]
-    return np.array(probs)
+        results += classifier.classify(crops[start : start + batch])
+    return results
 
 
-def share(probs: np.ndarray, y: np.ndarray, label: str) -> float:
+class Judge:
+    """The device's verdict on data-set crops: the main classifier, then the second opinions
+    (maskwatch.second_opinion) with nose patches made from the same photos."""
+
+    def __init__(self, models: Path, main: str, confirm: str, nose: str, cache: Path) -> None:
+        self.models, self.cache = models, cache
+        self.main = MaskClassifier(models, main)
+        self.confirm = MaskClassifier(models, confirm) if confirm else None
+        self.nose = NoseCheck(models, nose) if nose else None
+
+    def labels(
+        self, items: list, crops: dict, overlays: str = "", seed: int = 0
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Class index per crop (CLASSES order), alone and with the second opinions."""
+        verdicts = classify_all(self.main, crops["x"])
+        alone = np.array([CLASSES.index(v.label.value) for v in verdicts])
+        if self.confirm is not None:
+            seconds = classify_all(self.confirm, crops["x"])
+            verdicts = [
+                confirmed(v, c) if v.label in ALARM_LABELS else v
+                for v, c in zip(verdicts, seconds)
+            ]
+        if self.nose is not None:
+            patches = make_crops(
+                items, self.models, self.cache, overlays, seed, nose_size=self.nose.input_size
+            )
+            uncovered = dict(zip(patches["paths"], self.nose.classify_patches(patches["x"])))
+            verdicts = [
+                with_nose(v, float(uncovered[p]), MIN_UNCOVERED)
+                if v.label == Label.MASK and p in uncovered else v
+                for v, p in zip(verdicts, crops["paths"])
+            ]
+        return alone, np.array([CLASSES.index(v.label.value) for v in verdicts])
+
+
+def share(labels: np.ndarray, y: np.ndarray, label: str) -> float:
     sel = y == CLASSES.index(label)
-    return round(float((probs[sel].argmax(axis=1) == CLASSES.index(label)).mean()), 4)
+    return round(float((labels[sel] == CLASSES.index(label)).mean()), 4)
 
 
-def scene_figures(model_file: str, models_dir: Path, scenes: Path) -> list[dict]:
-    config = Config()
+def recall_of(labels: np.ndarray, y: np.ndarray) -> dict[str, float]:
+    return {name: share(labels, y, name) for name in CLASSES[:2]}
+
+
+def scene_figures(classifier: ClassifierConfig, models_dir: Path, scenes: Path) -> list[dict]:
+    config = Config(classifier=classifier)
     config.paths.models_dir = str(models_dir)
-    config.classifier.model = model_file
     config.detector.min_face = 20
     config.runtime.accelerator = "cpu"
     analyzer = FaceAnalyzer(config)
@@ -72,10 +116,19 @@ def scene_figures(model_file: str, models_dir: Path, scenes: Path) -> list[dict]
 
 
 def main() -> int:
+    shipped = ClassifierConfig()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=REPO.parent / "shared/data")
     parser.add_argument("--models", type=Path, default=REPO / "models")
-    parser.add_argument("--stem", default="mask_classifier_v2")
+    parser.add_argument("--stem", default=shipped.model.removesuffix("_float.tflite"))
+    parser.add_argument(
+        "--confirm", default=shipped.confirm_model.removesuffix("_float.tflite"),
+        help='stem of the confirming classifier ("" = none)',
+    )
+    parser.add_argument(
+        "--nose", default=shipped.nose_model.removesuffix("_float.tflite"),
+        help='stem of the nose check ("" = none)',
+    )
     parser.add_argument("--cache", type=Path, default=Path.home() / ".cache/maskwatch")
     parser.add_argument("--skip-scenes", action="store_true")
     parser.add_argument("--json", action="store_true")
@@ -83,49 +136,57 @@ def main() -> int:
     logging.basicConfig(level=logging.WARNING)
 
     geometry = model_crop(args.models, f"{args.stem}_float.tflite")
-    test = make_crops(list_faces(args.data, "test"), args.models, args.cache, geometry=geometry)
-    wear = make_crops(
-        list_folder(args.data / "wear/correct", "mask")
-        + list_folder(args.data / "wear/incorrect", "incorrect"),
-        args.models, args.cache, geometry=geometry,
-    )
-    no_mask_test = list_folder(args.data / "faces/test/no_mask", "no_mask")
-    heldout = make_crops(no_mask_test, args.models, args.cache, "heldout", 99, geometry)
+    sets = {
+        "test": (list_faces(args.data, "test"), ""),
+        "wear": (
+            list_folder(args.data / "wear/correct", "mask")
+            + list_folder(args.data / "wear/incorrect", "incorrect"),
+            "",
+        ),
+        "heldout": (list_folder(args.data / "faces/test/no_mask", "no_mask"), "heldout"),
+    }
+    seed = {"": 0, "heldout": 99}
+    crops = {
+        name: make_crops(items, args.models, args.cache, overlays, seed[overlays], geometry)
+        for name, (items, overlays) in sets.items()
+    }
 
     report: dict[str, dict] = {}
     for kind in ("float", "int8"):
-        model_file = f"{args.stem}_{kind}.tflite"
-        classifier = MaskClassifier(args.models, model_file)
-        test_probs = classify_all(classifier, test["x"])
-        wear_probs = classify_all(classifier, wear["x"])
-        held_probs = classify_all(classifier, heldout["x"])
-        figures = {
-            "faces_test_recall": recall_by_class(test_probs, test["y"]),
-            "wear_incorrect_recall": share(wear_probs, wear["y"], "incorrect"),
-            "wear_correct_as_mask": share(wear_probs, wear["y"], "mask"),
-            "heldout_overlay_as_drawn": round(
-                float((held_probs.argmax(axis=1) == heldout["y"]).mean()), 4
-            ),
-            "heldout_overlay_images": int(len(heldout["y"])),
+        stems = (args.stem, args.confirm, args.nose)
+        files = [f"{stem}_{kind}.tflite" if stem else "" for stem in stems]
+        judge = Judge(args.models, *files, args.cache)
+        labels = {
+            name: judge.labels(items, crops[name], overlays, seed[overlays])
+            for name, (items, overlays) in sets.items()
         }
+        figures: dict[str, object] = {}
+        for view, which in (("alone", 0), ("with second opinions", 1)):
+            test, wear, held = (labels[n][which] for n in ("test", "wear", "heldout"))
+            figures[view] = {
+                "faces_test_recall": recall_of(test, crops["test"]["y"]),
+                "wear_incorrect_recall": share(wear, crops["wear"]["y"], "incorrect"),
+                "wear_correct_as_mask": share(wear, crops["wear"]["y"], "mask"),
+                "heldout_overlay_as_drawn": round(float((held == crops["heldout"]["y"]).mean()), 4),
+                "heldout_overlay_images": int(len(held)),
+            }
         if not args.skip_scenes:
-            scenes = args.data / "scenes/andrewmvd"
-            figures["scenes"] = scene_figures(model_file, args.models, scenes)
+            device = ClassifierConfig(
+                model=files[0], confirm_model=files[1], nose_model=files[2]
+            )
+            figures["scenes"] = scene_figures(device, args.models, args.data / "scenes/andrewmvd")
         report[kind] = figures
     if args.json:
         print(json.dumps(report, indent=2))
         return 0
     for kind, figures in report.items():
-        print(f"== {args.stem}_{kind}.tflite")
-        for key, value in figures.items():
-            if key == "scenes":
-                for row in value:
-                    print(
-                        f"  scenes >= {row.pop('min_side'):.0f} px, {row.pop('view')}: "
-                        f"{json.dumps(row)}"
-                    )
-            else:
-                print(f"  {key}: {value}")
+        print(f"== {kind}: {args.stem}, confirmed by {args.confirm or '-'}, "
+              f"nose check {args.nose or '-'}")
+        for view in ("alone", "with second opinions"):
+            for key, value in figures[view].items():
+                print(f"  {view}: {key}: {value}")
+        for row in figures.get("scenes", []):
+            print(f"  scenes >= {row.pop('min_side'):.0f} px, {row.pop('view')}: {json.dumps(row)}")
     return 0
 
 

@@ -8,7 +8,8 @@ A prediction matches a labelled face at IoU >= 0.4 (greedy, best IoU first). For
 size (shorter side of the labelled box) it prints face recall, no_mask recall and no_mask
 precision, where an unmatched no_mask prediction of at least that size is a false alarm and
 faces smaller than the size are left out on both sides. `incorrect` faces are reported on
-their own: what the predictions called them.
+their own: what the predictions called them; and how many masked faces were called incorrect
+(an alarm class too).
 
 A prediction with a "gate" (the device would not alarm on it: F3 pose, F4 quality, low face
 score) counts as no alarm, i.e. as if not labelled no_mask, unless the gate is listed in
@@ -73,7 +74,7 @@ def score(
     min_side: float,
     ignore_gates: frozenset[str] = frozenset(),
 ) -> dict:
-    faces = found = nm_total = nm_found = nm_tp = nm_fp = 0
+    faces = found = nm_total = nm_found = nm_tp = nm_fp = mask_as_incorrect = 0
     incorrect_as: Counter[str] = Counter()
     for image in annotations["images"]:
         name = Path(image["file"]).name
@@ -94,6 +95,8 @@ def score(
                 nm_found += label == "no_mask"
             elif t["label"] == "incorrect":
                 incorrect_as[label] += 1
+            else:
+                mask_as_incorrect += label == "incorrect"
         for pi, p in enumerate(preds):
             if device_label(p, ignore_gates) != "no_mask":
                 continue
@@ -117,6 +120,7 @@ def score(
         "no_mask_precision": round(nm_tp / (nm_tp + nm_fp), 4) if nm_tp + nm_fp else None,
         "no_mask_false_alarms": nm_fp,
         "incorrect_predicted_as": dict(incorrect_as),
+        "mask_predicted_incorrect": mask_as_incorrect,
     }
 
 

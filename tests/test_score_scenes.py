@@ -53,6 +53,17 @@ def test_counts_recall_precision_and_gates() -> None:
     assert ignored["no_mask_precision"] == 0.5
 
 
+def test_masked_faces_called_incorrect_are_counted() -> None:
+    detections = {"a.jpg": [
+        pred([100, 0, 150, 50], "incorrect"),
+        pred([400, 0, 450, 50], "incorrect"),
+    ]}
+    figures = score(detections, ANNOTATIONS, 40)
+    assert figures["mask_predicted_incorrect"] == 1
+    assert figures["incorrect_predicted_as"] == {"incorrect": 1}
+    assert figures["no_mask_false_alarms"] == 0
+
+
 def test_a_match_needs_iou_04_and_each_face_matches_once() -> None:
     detections = {"a.jpg": [
         pred([20, 20, 70, 70], "no_mask"),  # IoU 0.22 with the first face: no match

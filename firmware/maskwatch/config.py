@@ -63,8 +63,15 @@ class DetectorConfig(Section):
 
 
 class ClassifierConfig(Section):
-    model: str = "mask_classifier_v3_float.tflite"
+    """The mask classifier and its second opinions (see maskwatch.second_opinion)."""
+
+    model: str = Field("mask_classifier_v3_float.tflite", min_length=1)
     edgetpu_model: str = "mask_classifier_v3_int8_edgetpu.tflite"
+    confirm_model: str = "mask_classifier_v1_float.tflite"
+    confirm_edgetpu_model: str = "mask_classifier_v1_int8_edgetpu.tflite"
+    nose_model: str = ""
+    nose_edgetpu_model: str = "nose_check_v1_int8_edgetpu.tflite"
+    min_uncovered: float = Field(0.9, gt=0.0, lt=1.0)
 
 
 class TrackerConfig(Section):

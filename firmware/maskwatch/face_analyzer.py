@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import logging
 from dataclasses import replace
+from pathlib import Path
 
-import cv2
 import numpy as np
 
 from maskwatch.config import Config
-from maskwatch.face_detector import FaceDetector
+from maskwatch.face_detector import FaceDetector, shrink
 from maskwatch.face_gates import QualityGates
 from maskwatch.mask_classifier import MaskClassifier
+from maskwatch.nose_check import NoseCheck
+from maskwatch.second_opinion import SecondOpinion
 from maskwatch.tflite_runtime import Accelerator, choose_accelerator
 from maskwatch.types import ALARM_LABELS, Classification, Face, FaceResult, Label
 from maskwatch.view_scheduler import ViewScheduler
@@ -47,32 +49,46 @@ class FaceAnalyzer:
             models_dir, det.min_face, det.score_threshold, det.nms_iou, det.max_faces,
             runtime.threads,
         )
-        model_file = config.classifier.model
-        if self.accelerator.name == "edgetpu":
-            if (models_dir / config.classifier.edgetpu_model).is_file():
-                model_file = config.classifier.edgetpu_model
-            else:
-                log.warning(
-                    "Edge TPU present but %s is missing (compile it with edgetpu_compiler, see "
-                    "models/README.md); classifying on the CPU", config.classifier.edgetpu_model,
-                )
-                self.accelerator = replace(self.accelerator, name="cpu")
-        self.classifier = MaskClassifier(
-            models_dir, model_file, runtime.threads, self.accelerator, runtime.edgetpu_device
-        )
+        cls = config.classifier
+        threads, device = runtime.threads, runtime.edgetpu_device
+        on_tpu = self.accelerator.name == "edgetpu"
+        main_file, tpu = self._pick(models_dir, cls.model, cls.edgetpu_model)
+        self.classifier = MaskClassifier(models_dir, main_file, threads, tpu, device)
+        if on_tpu and tpu is None:
+            self.accelerator = replace(self.accelerator, name="cpu")
+        confirm = nose = None
+        if cls.confirm_model:
+            confirm_file, tpu = self._pick(models_dir, cls.confirm_model, cls.confirm_edgetpu_model)
+            confirm = MaskClassifier(models_dir, confirm_file, threads, tpu, device)
+        if cls.nose_model:
+            nose_file, tpu = self._pick(models_dir, cls.nose_model, cls.nose_edgetpu_model)
+            nose = NoseCheck(models_dir, nose_file, threads, tpu, device)
+        self.opinion = SecondOpinion(self.classifier, confirm, nose, cls.min_uncovered)
         self.gates = QualityGates(config.gates)
         self.scheduler = ViewScheduler(config.processing.tiles_per_frame) if live else None
+
+    def _pick(
+        self, models_dir: Path, model_file: str, edgetpu_file: str
+    ) -> tuple[str, Accelerator | None]:
+        """The compiled file and the Edge TPU when it is in use and the file is there, else
+        the CPU file (with a warning when the Edge TPU goes unused)."""
+        if self.accelerator.name != "edgetpu":
+            return model_file, None
+        if (models_dir / edgetpu_file).is_file():
+            return edgetpu_file, self.accelerator
+        log.warning(
+            "Edge TPU present but %s is missing (compile it with edgetpu_compiler, see "
+            "models/README.md); running %s on the CPU", edgetpu_file, model_file,
+        )
+        return model_file, None
 
     def find_faces(self, image: np.ndarray) -> list[Face]:
         """Faces in frame pixels; detection itself may run on a shrunk copy."""
         width = image.shape[1]
         if width <= self.detect_width:
             return self._detect(image, self.min_face)
-        scale = self.detect_width / width
-        small = cv2.resize(
-            image, (self.detect_width, int(round(image.shape[0] * scale))),
-            interpolation=cv2.INTER_AREA,
-        )
+        small = shrink(image, self.detect_width / width)
+        scale = small.shape[1] / width
         back = 1.0 / scale
         return [
             Face(tuple(v * back for v in f.box), f.score, f.keypoints * back)  # type: ignore[arg-type]
@@ -110,7 +126,12 @@ class FaceAnalyzer:
         crops = [self.classifier.crop(image, f) for f in faces]
         reasons = [self.gates.check(image, f, c) for f, c in zip(faces, crops)]
         todo = [i for i, r in enumerate(reasons) if r is None or classify_gated]
-        found = self.classifier.classify(np.stack([crops[i] for i in todo])) if todo else []
+        found: list[Classification] = []
+        if todo:
+            chosen = np.stack([crops[i] for i in todo])
+            found = self.opinion.apply(
+                image, [faces[i] for i in todo], chosen, self.classifier.classify(chosen)
+            )
         classes = dict(zip(todo, found))
         results = []
         for i, (face, reason) in enumerate(zip(faces, reasons)):

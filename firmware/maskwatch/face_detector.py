@@ -199,10 +199,7 @@ class FaceDetector:
 
     def _scale_frame(self, image: np.ndarray, view_size: int) -> np.ndarray:
         """The whole frame resized once for all views of one size (tiles share a scale)."""
-        scale = self.input_size / view_size
-        h = max(1, int(round(image.shape[0] * scale)))
-        w = max(1, int(round(image.shape[1] * scale)))
-        return cv2.resize(image, (w, h), interpolation=cv2.INTER_AREA)
+        return shrink(image, self.input_size / view_size)
 
     def _view_input(self, scaled: np.ndarray, view: View) -> np.ndarray:
         """The view cut from the scaled frame, zero-padded to the model input, in [-1, 1]."""
@@ -252,6 +249,26 @@ class FaceDetector:
         if view.y + view.size < height:
             keep &= boxes[:, 3] < view.y + view.size - margin
         return keep
+
+
+def shrink(image: np.ndarray, scale: float) -> np.ndarray:
+    """``image`` resized by ``scale`` (<= 1) with area averaging, at a fraction of the cost.
+
+    OpenCV's INTER_AREA is fast for exact halving only (1280x720 to 448x252 costs about 12
+    times as much as to 640x360), so the image is halved by area averaging while the factor
+    allows (an odd last row or column is dropped each time) and the rest, under 2x, is done
+    bilinearly."""
+    while scale <= 0.5:
+        h, w = image.shape[:2]
+        image = cv2.resize(
+            image[: h - h % 2, : w - w % 2], (w // 2, h // 2), interpolation=cv2.INTER_AREA
+        )
+        scale *= 2.0
+    h = max(1, int(round(image.shape[0] * scale)))
+    w = max(1, int(round(image.shape[1] * scale)))
+    if (w, h) == image.shape[1::-1]:
+        return image
+    return cv2.resize(image, (w, h), interpolation=cv2.INTER_LINEAR)
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
