@@ -101,5 +101,6 @@ def test_detection_core_figures_on_the_scene_photos(tmp_path) -> None:
     at_40, at_24 = (json.loads(line) for line in scored.stdout.splitlines())
     assert at_40["faces"] == 839 and at_24["faces"] == 1719
     assert at_40["face_recall"] >= 0.95
-    assert at_40["no_mask_precision"] >= 0.95
+    assert at_40["no_mask_precision"] >= 0.97
     assert at_40["no_mask_recall"] >= 0.80
+    assert at_24["no_mask_precision"] >= 0.94
