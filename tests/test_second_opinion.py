@@ -134,3 +134,10 @@ def test_faces_test_set_shipped_configuration(analyzer, label) -> None:
     found = {k: v for k, v in shares(analyzer, require_data("faces/test") / label).items()}
     missed = found.pop("missed", 0.0)
     assert found.get(label, 0.0) / (1.0 - missed) >= 0.98
+
+
+def test_the_status_names_every_model_in_use(analyzer, nose_analyzer) -> None:
+    assert analyzer.opinion.describe() == (
+        "mask_classifier_v3_float.tflite, confirmed by mask_classifier_v1_float.tflite"
+    )
+    assert nose_analyzer.opinion.describe().endswith(f", nose check {NOSE_MODEL}")

@@ -67,6 +67,15 @@ class SecondOpinion:
         self.nose = nose
         self.min_uncovered = min_uncovered
 
+    def describe(self) -> str:
+        """The model files in use, for the status page (F20)."""
+        parts = [self.main.model_file]
+        if self.confirm is not None:
+            parts.append(f"confirmed by {self.confirm.model_file}")
+        if self.nose is not None:
+            parts.append(f"nose check {self.nose.model_file}")
+        return ", ".join(parts)
+
     def apply(
         self,
         image: np.ndarray,
