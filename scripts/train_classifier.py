@@ -227,8 +227,9 @@ def update_manifest(out_dir: Path, paths: dict[str, Path], report: dict) -> None
     manifest_path.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def training_args(description: str, epochs: int) -> argparse.ArgumentParser:
+    """The options every training script here takes."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--data", type=Path, default=Path(__file__).parents[2] / "shared/data")
     parser.add_argument("--out", type=Path, default=Path(__file__).parents[1] / "models")
     parser.add_argument(
@@ -236,19 +237,32 @@ def main() -> int:
         help="models directory holding BlazeFace (from `maskwatch setup`)",
     )
     parser.add_argument("--cache", type=Path, default=Path.home() / ".cache/maskwatch")
-    parser.add_argument("--recipe", choices=sorted(RECIPES), default="v1")
-    parser.add_argument("--epochs", type=int, default=30)
+    parser.add_argument("--epochs", type=int, default=epochs)
     parser.add_argument("--seed", type=int, default=1234)
-    args = parser.parse_args()
+    return parser
+
+
+def seeded_tensorflow(args: argparse.Namespace):
+    """TensorFlow seeded and deterministic, or None (logged) when the training data is missing."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     if not (args.data / "faces/train").is_dir():
         log.error("no training data at %s/faces/train", args.data)
-        return 2
+        return None
     os.environ.setdefault("TF_DETERMINISTIC_OPS", "1")
     import tensorflow as tf
 
     tf.keras.utils.set_random_seed(args.seed)
     tf.config.experimental.enable_op_determinism()
+    return tf
+
+
+def main() -> int:
+    parser = training_args(__doc__.splitlines()[0], epochs=30)
+    parser.add_argument("--recipe", choices=sorted(RECIPES), default="v1")
+    args = parser.parse_args()
+    tf = seeded_tensorflow(args)
+    if tf is None:
+        return 2
     started = time.time()
     recipe = RECIPES[args.recipe]
     classes = recipe["classes"]

@@ -11,10 +11,8 @@ Needs the `[train]` extra and ../shared/data; reproducible from --seed; about 12
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
-import os
 import sys
 import time
 import zlib
@@ -26,7 +24,7 @@ from dataset import CLASSES, list_faces, list_folder, make_crops
 from maskwatch.mask_classifier import MANIFEST
 from maskwatch.model_fetch import sha256_of
 from maskwatch.nose_check import UNCOVERED
-from train_classifier import augment, export, tflite_predict
+from train_classifier import augment, export, seeded_tensorflow, tflite_predict, training_args
 
 log = logging.getLogger("train_nose_check")
 
@@ -73,26 +71,10 @@ def flagged_share(probs: np.ndarray, y: np.ndarray, label: int) -> float:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, default=Path(__file__).parents[2] / "shared/data")
-    parser.add_argument("--out", type=Path, default=Path(__file__).parents[1] / "models")
-    parser.add_argument(
-        "--detector-models", type=Path, default=Path(__file__).parents[1] / "models",
-        help="models directory holding BlazeFace (from `maskwatch setup`)",
-    )
-    parser.add_argument("--cache", type=Path, default=Path.home() / ".cache/maskwatch")
-    parser.add_argument("--epochs", type=int, default=12)
-    parser.add_argument("--seed", type=int, default=1234)
-    args = parser.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    if not (args.data / "faces/train").is_dir():
-        log.error("no training data at %s/faces/train", args.data)
+    args = training_args(__doc__.splitlines()[0], epochs=12).parse_args()
+    tf = seeded_tensorflow(args)
+    if tf is None:
         return 2
-    os.environ.setdefault("TF_DETERMINISTIC_OPS", "1")
-    import tensorflow as tf
-
-    tf.keras.utils.set_random_seed(args.seed)
-    tf.config.experimental.enable_op_determinism()
     started = time.time()
 
     def patches(items: list[tuple[str, int]], overlays: str = "") -> dict[str, np.ndarray]:

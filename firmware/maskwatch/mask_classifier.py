@@ -44,7 +44,9 @@ def model_crop(models_dir: Path, model_file: str) -> CropGeometry:
     return CropGeometry(**crop)
 
 
-class MaskClassifier:
+class ManifestModel:
+    """A TFLite classifier that models/manifest.json describes, run on a batch per invoke."""
+
     def __init__(
         self,
         models_dir: Path,
@@ -54,10 +56,28 @@ class MaskClassifier:
         edgetpu_device: str = "",
     ) -> None:
         self.model_file = model_file
-        self.classes = model_classes(models_dir, model_file)
-        self.geometry = model_crop(models_dir, model_file)
+        self.entry = model_entry(models_dir, model_file)
         self.model = Model(models_dir / model_file, threads, accelerator, edgetpu_device)
         self.input_size = self.model.input_shape[1]
+
+    def probabilities(self, batch: np.ndarray) -> np.ndarray:
+        """N x classes probabilities of N x size x size x 3 inputs (RGB uint8), one invoke."""
+        self.model.resize_batch(len(batch))
+        return self.model.run(self.model.quantize_input(batch.astype(np.float32)))[0]
+
+
+class MaskClassifier(ManifestModel):
+    def __init__(
+        self,
+        models_dir: Path,
+        model_file: str,
+        threads: int = 1,
+        accelerator: Accelerator | None = None,
+        edgetpu_device: str = "",
+    ) -> None:
+        super().__init__(models_dir, model_file, threads, accelerator, edgetpu_device)
+        self.classes = model_classes(models_dir, model_file)
+        self.geometry = model_crop(models_dir, model_file)
 
     def crop(self, image: np.ndarray, face: Face) -> np.ndarray:
         """The face framed the way this classifier was trained."""
@@ -67,10 +87,8 @@ class MaskClassifier:
         """Classify N crops (N x size x size x 3, RGB uint8)."""
         if len(crops) == 0:
             return []
-        self.model.resize_batch(len(crops))
-        probs = self.model.run(self.model.quantize_input(crops.astype(np.float32)))[0]
         results = []
-        for row in probs:
+        for row in self.probabilities(crops):
             best = int(np.argmax(row))
             results.append(
                 Classification(

@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 
 from maskwatch.face_crop import crop_face
-from maskwatch.mask_classifier import model_entry
-from maskwatch.tflite_runtime import Accelerator, Model
+from maskwatch.mask_classifier import ManifestModel
+from maskwatch.tflite_runtime import Accelerator
 from maskwatch.types import Face
 
 RIGHT_EYE, LEFT_EYE, NOSE = 0, 1, 2
@@ -40,7 +40,7 @@ def nose_patch(image: np.ndarray, face: Face, size: int) -> np.ndarray:
     return crop_face(image, (cx - half, cy - half, cx + half, cy + half), k, size)
 
 
-class NoseCheck:
+class NoseCheck(ManifestModel):
     """Probability that each face's nose is uncovered, all faces in one invoke."""
 
     def __init__(
@@ -51,13 +51,11 @@ class NoseCheck:
         accelerator: Accelerator | None = None,
         edgetpu_device: str = "",
     ) -> None:
-        self.model_file = model_file
-        classes = model_entry(models_dir, model_file)["classes"]
+        super().__init__(models_dir, model_file, threads, accelerator, edgetpu_device)
+        classes = self.entry["classes"]
         if UNCOVERED not in classes:
             raise ValueError(f"{model_file} has no {UNCOVERED!r} class (it has {classes})")
         self._uncovered = classes.index(UNCOVERED)
-        self.model = Model(models_dir / model_file, threads, accelerator, edgetpu_device)
-        self.input_size = self.model.input_shape[1]
 
     def uncovered(self, image: np.ndarray, faces: list[Face]) -> np.ndarray:
         """P(uncovered) per face."""
@@ -68,6 +66,4 @@ class NoseCheck:
 
     def classify_patches(self, patches: np.ndarray) -> np.ndarray:
         """P(uncovered) per N x size x size x 3 patch (RGB uint8) from :func:`nose_patch`."""
-        self.model.resize_batch(len(patches))
-        probs = self.model.run(self.model.quantize_input(patches.astype(np.float32)))[0]
-        return probs[:, self._uncovered].astype(np.float32)
+        return self.probabilities(patches)[:, self._uncovered].astype(np.float32)
