@@ -24,7 +24,14 @@ from dataset import CLASSES, list_faces, list_folder, make_crops
 from maskwatch.mask_classifier import MANIFEST
 from maskwatch.model_fetch import sha256_of
 from maskwatch.nose_check import UNCOVERED
-from train_classifier import augment, export, seeded_tensorflow, tflite_predict, training_args
+from train_classifier import (
+    augment,
+    export,
+    seeded_tensorflow,
+    separable_cnn,
+    tflite_predict,
+    training_args,
+)
 
 log = logging.getLogger("train_nose_check")
 
@@ -40,28 +47,9 @@ def uncovered_label(y: np.ndarray) -> np.ndarray:
 
 
 def build_model(tf):
-    """A few depthwise-separable blocks: a 32 px patch costs a fraction of the face model."""
-    layers = tf.keras.layers
-
-    def block(x, filters: int, stride: int):
-        x = layers.DepthwiseConv2D(3, strides=stride, padding="same", use_bias=False)(x)
-        x = layers.BatchNormalization()(x)
-        x = layers.ReLU(6.0)(x)
-        x = layers.Conv2D(filters, 1, use_bias=False)(x)
-        x = layers.BatchNormalization()(x)
-        return layers.ReLU(6.0)(x)
-
-    inputs = tf.keras.Input((PATCH_SIZE, PATCH_SIZE, 3), name="nose")
-    x = layers.Rescaling(1 / 127.5, offset=-1.0)(inputs)
-    x = layers.Conv2D(16, 3, padding="same", use_bias=False)(x)
-    x = layers.BatchNormalization()(x)
-    x = layers.ReLU(6.0)(x)
-    for filters, stride in ((32, 2), (32, 1), (64, 2), (64, 1), (96, 2)):
-        x = block(x, filters, stride)
-    x = layers.GlobalAveragePooling2D()(x)
-    x = layers.Dropout(0.2)(x)
-    outputs = layers.Dense(len(NOSE_CLASSES), activation="softmax", name="probs")(x)
-    return tf.keras.Model(inputs, outputs)
+    """A 32 px patch costs a fraction of the face model."""
+    blocks = ((32, 2), (32, 1), (64, 2), (64, 1), (96, 2))
+    return separable_cnn(tf, PATCH_SIZE, "nose", (16, 1), blocks, 0.2, len(NOSE_CLASSES))
 
 
 def flagged_share(probs: np.ndarray, y: np.ndarray, label: int) -> float:

@@ -56,9 +56,14 @@ class ManifestModel:
         edgetpu_device: str = "",
     ) -> None:
         self.model_file = model_file
+        self.models_dir = models_dir
         self.entry = model_entry(models_dir, model_file)
+        self.setup()
         self.model = Model(models_dir / model_file, threads, accelerator, edgetpu_device)
         self.input_size = self.model.input_shape[1]
+
+    def setup(self) -> None:
+        """What a subclass reads from its manifest entry, before the model file is loaded."""
 
     def probabilities(self, batch: np.ndarray) -> np.ndarray:
         """N x classes probabilities of N x size x size x 3 inputs (RGB uint8), one invoke."""
@@ -67,17 +72,9 @@ class ManifestModel:
 
 
 class MaskClassifier(ManifestModel):
-    def __init__(
-        self,
-        models_dir: Path,
-        model_file: str,
-        threads: int = 1,
-        accelerator: Accelerator | None = None,
-        edgetpu_device: str = "",
-    ) -> None:
-        super().__init__(models_dir, model_file, threads, accelerator, edgetpu_device)
-        self.classes = model_classes(models_dir, model_file)
-        self.geometry = model_crop(models_dir, model_file)
+    def setup(self) -> None:
+        self.classes = model_classes(self.models_dir, self.model_file)
+        self.geometry = model_crop(self.models_dir, self.model_file)
 
     def crop(self, image: np.ndarray, face: Face) -> np.ndarray:
         """The face framed the way this classifier was trained."""

@@ -11,13 +11,10 @@ faces the mask classifier calls masked: a nose in plain view above a mask is a m
 from __future__ import annotations
 
 import math
-from pathlib import Path
-
 import numpy as np
 
 from maskwatch.face_crop import crop_face
 from maskwatch.mask_classifier import ManifestModel
-from maskwatch.tflite_runtime import Accelerator
 from maskwatch.types import Face
 
 RIGHT_EYE, LEFT_EYE, NOSE = 0, 1, 2
@@ -43,18 +40,10 @@ def nose_patch(image: np.ndarray, face: Face, size: int) -> np.ndarray:
 class NoseCheck(ManifestModel):
     """Probability that each face's nose is uncovered, all faces in one invoke."""
 
-    def __init__(
-        self,
-        models_dir: Path,
-        model_file: str,
-        threads: int = 1,
-        accelerator: Accelerator | None = None,
-        edgetpu_device: str = "",
-    ) -> None:
-        super().__init__(models_dir, model_file, threads, accelerator, edgetpu_device)
+    def setup(self) -> None:
         classes = self.entry["classes"]
         if UNCOVERED not in classes:
-            raise ValueError(f"{model_file} has no {UNCOVERED!r} class (it has {classes})")
+            raise ValueError(f"{self.model_file} has no {UNCOVERED!r} class (it has {classes})")
         self._uncovered = classes.index(UNCOVERED)
 
     def uncovered(self, image: np.ndarray, faces: list[Face]) -> np.ndarray:
