@@ -4,6 +4,8 @@ demo photo with masks drawn on, and on the shared wear/ and faces/test sets."""
 
 from __future__ import annotations
 
+import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +18,8 @@ from maskwatch.face_detector import FaceDetector
 from maskwatch.image_io import read_rgb
 from maskwatch.mask_overlay import Placement, draw_mask, random_style
 from maskwatch.photo_crops import find_photo_face
-from maskwatch.second_opinion import confirmed, with_nose
+from maskwatch.mask_classifier import MaskClassifier
+from maskwatch.second_opinion import SecondOpinion, confirmed, with_nose
 from maskwatch.types import Classification, Label
 
 
@@ -141,3 +144,25 @@ def test_the_status_names_every_model_in_use(analyzer, nose_analyzer) -> None:
         "mask_classifier_v3_float.tflite, confirmed by mask_classifier_v1_float.tflite"
     )
     assert nose_analyzer.opinion.describe().endswith(f", nose check {NOSE_MODEL}")
+
+
+def test_a_confirming_model_framed_otherwise_gets_its_own_crops(tmp_path, monkeypatch) -> None:
+    require_models()
+    manifest = json.loads((MODELS / "manifest.json").read_text())
+    v1 = "mask_classifier_v1_float.tflite"
+    shutil.copy(MODELS / v1, tmp_path / v1)
+    entry = dict(manifest["files"][v1], crop={"scale": 1.25, "shift": 0.08})
+    (tmp_path / "manifest.json").write_text(json.dumps({"files": {v1: entry}}))
+    main = MaskClassifier(MODELS, "mask_classifier_v3_float.tflite")
+    confirm = MaskClassifier(tmp_path, v1)
+    photo = read_rgb(MODELS / "demo/astronaut.png")
+    faces = FaceDetector(MODELS).detect(photo)[:1]
+    crops = np.stack([main.crop(photo, f) for f in faces])
+    seen = []
+    classify = confirm.classify
+    monkeypatch.setattr(confirm, "classify", lambda c: seen.append(c) or classify(c))
+    opinion = SecondOpinion(main, confirm, None, 0.9)
+    verdicts = opinion.apply(photo, faces, crops, main.classify(crops))
+    assert verdicts[0].label == Label.NO_MASK
+    assert np.array_equal(seen[0][0], confirm.crop(photo, faces[0]))
+    assert not np.array_equal(seen[0][0], crops[0])

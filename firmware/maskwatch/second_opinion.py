@@ -4,8 +4,8 @@ class (SPEC F2).
 - Confirmation: a face counts as unmasked only when a second, differently trained classifier
   agrees (each alarm class keeps the lower of the two probabilities). The two shipped
   classifiers err on different faces: v3 (drawn masks, turns and cuts in training) misses
-  skin-coloured and printed masks that v1 (the photos as they are) gets right, and v1 misses
-  turned unmasked faces that v3 finds, which v1 then confirms (models/README.md).
+  skin-coloured and printed masks that v1 (the photos as they are) gets right, while on the
+  scene photos v1 agrees with every unmasked verdict of v3 (models/README.md).
 - Nose check: a face called masked whose nose is uncovered (:mod:`maskwatch.nose_check`)
   wears its mask wrong: it becomes "incorrect", an alarm class.
 
