@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import MODELS, require_data, require_models
+from conftest import MODELS, require_data, require_models, run_maskwatch
 from maskwatch.config import parse_config
 from maskwatch.face_analyzer import FaceAnalyzer
 from maskwatch.face_detector import FaceDetector
@@ -166,3 +166,20 @@ def test_a_confirming_model_framed_otherwise_gets_its_own_crops(tmp_path, monkey
     assert verdicts[0].label == Label.NO_MASK
     assert np.array_equal(seen[0][0], confirm.crop(photo, faces[0]))
     assert not np.array_equal(seen[0][0], crops[0])
+
+
+@pytest.mark.parametrize(
+    ("key", "model", "message"),
+    [
+        ("confirm_model", NOSE_MODEL, "is not a mask classifier"),
+        ("nose_model", "mask_classifier_v1_float.tflite", "is not a nose check"),
+    ],
+)
+def test_a_model_in_the_wrong_role_is_a_clear_error(tmp_path, key, model, message) -> None:
+    require_models()
+    config = tmp_path / "maskwatch.toml"
+    config.write_text(f'[classifier]\n{key} = "{model}"\n')
+    proc = run_maskwatch("detect", "--config", str(config), str(MODELS / "demo/astronaut.png"))
+    assert proc.returncode == 1
+    assert f"maskwatch: {model} {message}" in proc.stderr
+    assert "Traceback" not in proc.stderr

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from maskwatch import __version__
 from maskwatch.config import EX_CONFIG, Config, ConfigError, load_config
+from maskwatch.types import ModelMismatch
 
 log = logging.getLogger(__name__)
 
@@ -120,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
             from maskwatch.bench_cmd import run_bench
 
             return run_bench(config, args.frames, args.json)
-    except FileNotFoundError as exc:
+    except (FileNotFoundError, ModelMismatch) as exc:
         print(f"maskwatch: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

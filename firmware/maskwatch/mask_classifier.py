@@ -10,7 +10,7 @@ import numpy as np
 
 from maskwatch.face_crop import CropGeometry, crop_face
 from maskwatch.tflite_runtime import Accelerator, Model
-from maskwatch.types import Classification, Face, Label
+from maskwatch.types import Classification, Face, Label, ModelMismatch
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +73,11 @@ class ManifestModel:
 
 class MaskClassifier(ManifestModel):
     def setup(self) -> None:
+        names = self.entry["classes"]
+        if not set(names) <= {label.value for label in Label}:
+            raise ModelMismatch(
+                f"{self.model_file} is not a mask classifier: its classes are {names}"
+            )
         self.classes = model_classes(self.models_dir, self.model_file)
         self.geometry = model_crop(self.models_dir, self.model_file)
 

@@ -15,7 +15,7 @@ import numpy as np
 
 from maskwatch.face_crop import crop_face
 from maskwatch.mask_classifier import ManifestModel
-from maskwatch.types import Face
+from maskwatch.types import Face, ModelMismatch
 
 RIGHT_EYE, LEFT_EYE, NOSE = 0, 1, 2
 # The patch centre lies this far from the nose tip towards the eyes' midpoint, so that it
@@ -43,7 +43,10 @@ class NoseCheck(ManifestModel):
     def setup(self) -> None:
         classes = self.entry["classes"]
         if UNCOVERED not in classes:
-            raise ValueError(f"{self.model_file} has no {UNCOVERED!r} class (it has {classes})")
+            raise ModelMismatch(
+                f"{self.model_file} is not a nose check: its classes are {classes}, "
+                f"without {UNCOVERED!r}"
+            )
         self._uncovered = classes.index(UNCOVERED)
 
     def uncovered(self, image: np.ndarray, faces: list[Face]) -> np.ndarray:

@@ -14,6 +14,10 @@ import numpy as np
 Box = tuple[float, float, float, float]
 
 
+class ModelMismatch(ValueError):
+    """A model file whose manifest entry is not the kind of model the config puts it in."""
+
+
 class Label(str, Enum):
     MASK = "mask"
     NO_MASK = "no_mask"
