@@ -121,7 +121,11 @@ def main(argv: list[str] | None = None) -> int:
             from maskwatch.bench_cmd import run_bench
 
             return run_bench(config, args.frames, args.json)
-    except (FileNotFoundError, ModelMismatch) as exc:
+    except ModelMismatch as exc:
+        # The config puts a model in the wrong role: a restart cannot fix that.
+        print(f"maskwatch: {exc}", file=sys.stderr)
+        return EX_CONFIG
+    except FileNotFoundError as exc:
         print(f"maskwatch: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
