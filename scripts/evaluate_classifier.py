@@ -31,11 +31,8 @@ from maskwatch.face_analyzer import FaceAnalyzer
 from maskwatch.image_io import read_rgb
 from maskwatch.mask_classifier import MaskClassifier, model_crop
 from maskwatch.nose_check import NoseCheck
-from maskwatch.second_opinion import confirmed, with_nose
-from maskwatch.types import ALARM_LABELS, Label
+from maskwatch.second_opinion import SecondOpinion
 from score_scenes import score
-
-MIN_UNCOVERED = ClassifierConfig().min_uncovered
 
 log = logging.getLogger("evaluate_classifier")
 
@@ -60,8 +57,12 @@ class Judge:
     def __init__(self, models: Path, main: str, confirm: str, nose: str, cache: Path) -> None:
         self.models, self.cache = models, cache
         self.main = MaskClassifier(models, main)
-        self.confirm = MaskClassifier(models, confirm) if confirm else None
-        self.nose = NoseCheck(models, nose) if nose else None
+        self.opinion = SecondOpinion(
+            self.main,
+            MaskClassifier(models, confirm) if confirm else None,
+            NoseCheck(models, nose) if nose else None,
+            ClassifierConfig().min_uncovered,
+        )
 
     def labels(
         self, items: list, crops: dict, overlays: str = "", seed: int = 0
@@ -69,22 +70,17 @@ class Judge:
         """Class index per crop (CLASSES order), alone and with the second opinions."""
         verdicts = classify_all(self.main, crops["x"])
         alone = np.array([CLASSES.index(v.label.value) for v in verdicts])
-        if self.confirm is not None:
-            seconds = classify_all(self.confirm, crops["x"])
-            verdicts = [
-                confirmed(v, c) if v.label in ALARM_LABELS else v
-                for v, c in zip(verdicts, seconds)
-            ]
-        if self.nose is not None:
+        verdicts = self.opinion.confirm_verdicts(verdicts, lambda chosen: crops["x"][chosen])
+        nose = self.opinion.nose
+        if nose is not None:
+            # Photos whose face the detector missed have no patch: no nose seen uncovered.
             patches = make_crops(
-                items, self.models, self.cache, overlays, seed, nose_size=self.nose.input_size
+                items, self.models, self.cache, overlays, seed, nose_size=nose.input_size
             )
-            uncovered = dict(zip(patches["paths"], self.nose.classify_patches(patches["x"])))
-            verdicts = [
-                with_nose(v, float(uncovered[p]), MIN_UNCOVERED)
-                if v.label == Label.MASK and p in uncovered else v
-                for v, p in zip(verdicts, crops["paths"])
-            ]
+            uncovered = dict(zip(patches["paths"], nose.classify_patches(patches["x"])))
+            verdicts = self.opinion.nose_verdicts(
+                verdicts, lambda chosen: [uncovered.get(crops["paths"][i], 0.0) for i in chosen]
+            )
         return alone, np.array([CLASSES.index(v.label.value) for v in verdicts])
 
 

@@ -15,6 +15,8 @@ no confirmation and a frame of unmasked ones no nose check.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 from maskwatch.mask_classifier import MaskClassifier
@@ -84,18 +86,43 @@ class SecondOpinion:
         verdicts: list[Classification],
     ) -> list[Classification]:
         """The verdicts on ``faces`` (with their main-classifier ``crops``) after both checks."""
+        confirm, nose = self.confirm, self.nose
+        if confirm is not None:
+            verdicts = self.confirm_verdicts(
+                verdicts,
+                lambda chosen: _crops_for(confirm, self.main, image, faces, crops, chosen),
+            )
+        if nose is not None:
+            verdicts = self.nose_verdicts(
+                verdicts, lambda chosen: nose.uncovered(image, [faces[i] for i in chosen])
+            )
+        return list(verdicts)
+
+    def confirm_verdicts(
+        self,
+        verdicts: list[Classification],
+        crops_of: Callable[[list[int]], np.ndarray],
+    ) -> list[Classification]:
+        """The unmasked verdicts confirmed (unchanged without a confirming model);
+        ``crops_of(indices)`` gives the confirming model's crops of those faces."""
         verdicts = list(verdicts)
-        if self.confirm is not None:
-            unmasked = [i for i, v in enumerate(verdicts) if v.label in ALARM_LABELS]
-            if unmasked:
-                picked = _crops_for(self.confirm, self.main, image, faces, crops, unmasked)
-                seconds = self.confirm.classify(picked)
-                for i, second in zip(unmasked, seconds):
-                    verdicts[i] = confirmed(verdicts[i], second)
-        if self.nose is not None:
-            masked = [i for i, v in enumerate(verdicts) if v.label == Label.MASK]
-            uncovered = self.nose.uncovered(image, [faces[i] for i in masked])
-            for i, p in zip(masked, uncovered):
+        unmasked = [i for i, v in enumerate(verdicts) if v.label in ALARM_LABELS]
+        if unmasked and self.confirm is not None:
+            for i, second in zip(unmasked, self.confirm.classify(crops_of(unmasked))):
+                verdicts[i] = confirmed(verdicts[i], second)
+        return verdicts
+
+    def nose_verdicts(
+        self,
+        verdicts: list[Classification],
+        uncovered_of: Callable[[list[int]], np.ndarray],
+    ) -> list[Classification]:
+        """The masked verdicts split by the nose check; ``uncovered_of(indices)`` gives
+        P(uncovered) of those faces."""
+        verdicts = list(verdicts)
+        masked = [i for i, v in enumerate(verdicts) if v.label == Label.MASK]
+        if masked:
+            for i, p in zip(masked, uncovered_of(masked)):
                 verdicts[i] = with_nose(verdicts[i], float(p), self.min_uncovered)
         return verdicts
 
