@@ -51,11 +51,13 @@ def source_of(path: str) -> str:
     return "other"
 
 
-def _cache_key(items: Iterable[tuple[str, int]], extra: str) -> str:
+def _cache_key(
+    items: Iterable[tuple[str, int]], extra: str, modules: tuple[str, ...] = CODE_FILES
+) -> str:
     key = hashlib.sha256(extra.encode())
     for path, label in items:
         key.update(f"{path}:{label}\n".encode())
-    for module in CODE_FILES:
+    for module in modules:
         key.update((REPO / "firmware/maskwatch" / f"{module}.py").read_bytes())
     return key.hexdigest()[:16]
 
@@ -80,10 +82,11 @@ def make_crops(
     incorrectly worn mask in colours and patterns training never saw.
     """
     extra = f"{overlays}:{seed}:{geometry.scale}:{geometry.shift}"
+    modules = CODE_FILES
     if nose_size:
-        nose_code = (REPO / "firmware/maskwatch/nose_check.py").read_text()
-        extra += f":nose{nose_size}:{hashlib.sha256(nose_code.encode()).hexdigest()}"
-    cached = cache / f"crops_{_cache_key(items, extra)}.npz"
+        extra += f":nose{nose_size}"
+        modules += ("nose_check",)
+    cached = cache / f"crops_{_cache_key(items, extra, modules)}.npz"
     if cached.is_file():
         log.info("using cached crops %s", cached)
         with np.load(cached) as z:
