@@ -23,7 +23,6 @@ import sys
 from pathlib import Path
 
 import numpy as np
-
 from dataset import CLASSES, REPO, list_faces, list_folder, make_crops
 from maskwatch.config import ClassifierConfig, Config
 from maskwatch.detect_cmd import face_json
@@ -31,7 +30,8 @@ from maskwatch.face_analyzer import FaceAnalyzer
 from maskwatch.image_io import read_rgb
 from maskwatch.mask_classifier import MaskClassifier, model_crop
 from maskwatch.nose_check import NoseCheck
-from maskwatch.second_opinion import SecondOpinion
+from maskwatch.second_opinion import SecondOpinion, WearRules
+from maskwatch.types import Label
 from score_scenes import score
 
 log = logging.getLogger("evaluate_classifier")
@@ -52,16 +52,19 @@ def classify_all(classifier: MaskClassifier, crops: np.ndarray, batch: int = 64)
 
 class Judge:
     """The device's verdict on data-set crops: the main classifier, then the second opinions
-    (maskwatch.second_opinion) with nose patches made from the same photos."""
+    (maskwatch.second_opinion) with nose patches and wear crops made from the same photos."""
 
-    def __init__(self, models: Path, main: str, confirm: str, nose: str, cache: Path) -> None:
+    def __init__(
+        self, models: Path, main: str, confirm: str, nose: str, wear: str, cache: Path
+    ) -> None:
         self.models, self.cache = models, cache
         self.main = MaskClassifier(models, main)
         self.opinion = SecondOpinion(
             self.main,
             MaskClassifier(models, confirm) if confirm else None,
             NoseCheck(models, nose) if nose else None,
-            ClassifierConfig().min_uncovered,
+            WearRules.of(ClassifierConfig()),
+            MaskClassifier(models, wear) if wear else None,
         )
 
     def labels(
@@ -71,16 +74,25 @@ class Judge:
         verdicts = classify_all(self.main, crops["x"])
         alone = np.array([CLASSES.index(v.label.value) for v in verdicts])
         verdicts = self.opinion.confirm_verdicts(verdicts, lambda chosen: crops["x"][chosen])
-        nose = self.opinion.nose
+        nose, wear = self.opinion.nose, self.opinion.wear
+        # Photos whose face the detector missed have no patch: no nose seen uncovered.
+        uncovered = {}
         if nose is not None:
-            # Photos whose face the detector missed have no patch: no nose seen uncovered.
             patches = make_crops(
                 items, self.models, self.cache, overlays, seed, nose_size=nose.input_size
             )
             uncovered = dict(zip(patches["paths"], nose.classify_patches(patches["x"])))
-            verdicts = self.opinion.nose_verdicts(
-                verdicts, lambda chosen: [uncovered.get(crops["paths"][i], 0.0) for i in chosen]
-            )
+        incorrect = np.zeros(len(crops["x"]))
+        if wear is not None:
+            framed = make_crops(items, self.models, self.cache, overlays, seed, wear.geometry)
+            found = [v.probs[Label.INCORRECT.value] for v in classify_all(wear, framed["x"])]
+            by_path = dict(zip(framed["paths"], found))
+            incorrect = np.array([by_path.get(p, 0.0) for p in crops["paths"]])
+        verdicts = self.opinion.wear_verdicts(
+            verdicts,
+            lambda chosen: np.array([uncovered.get(crops["paths"][i], 0.0) for i in chosen]),
+            lambda chosen: incorrect[chosen],
+        )
         return alone, np.array([CLASSES.index(v.label.value) for v in verdicts])
 
 
@@ -125,6 +137,10 @@ def main() -> int:
         "--nose", default=shipped.nose_model.removesuffix("_float.tflite"),
         help='stem of the nose check ("" = none)',
     )
+    parser.add_argument(
+        "--wear", default=shipped.wear_model.removesuffix("_float.tflite"),
+        help='stem of the wear classifier ("" = none)',
+    )
     parser.add_argument("--cache", type=Path, default=Path.home() / ".cache/maskwatch")
     parser.add_argument("--skip-scenes", action="store_true")
     parser.add_argument("--json", action="store_true")
@@ -149,7 +165,7 @@ def main() -> int:
 
     report: dict[str, dict] = {}
     for kind in ("float", "int8"):
-        stems = (args.stem, args.confirm, args.nose)
+        stems = (args.stem, args.confirm, args.nose, args.wear)
         files = [f"{stem}_{kind}.tflite" if stem else "" for stem in stems]
         judge = Judge(args.models, *files, args.cache)
         labels = {
@@ -168,7 +184,7 @@ def main() -> int:
             }
         if not args.skip_scenes:
             device = ClassifierConfig(
-                model=files[0], confirm_model=files[1], nose_model=files[2]
+                model=files[0], confirm_model=files[1], nose_model=files[2], wear_model=files[3]
             )
             figures["scenes"] = scene_figures(device, args.models, args.data / "scenes/andrewmvd")
         report[kind] = figures
@@ -177,7 +193,7 @@ def main() -> int:
         return 0
     for kind, figures in report.items():
         print(f"== {kind}: {args.stem}, confirmed by {args.confirm or '-'}, "
-              f"nose check {args.nose or '-'}")
+              f"nose check {args.nose or '-'}, wear check {args.wear or '-'}")
         for view in ("alone", "with second opinions"):
             for key, value in figures[view].items():
                 print(f"  {view}: {key}: {value}")

@@ -37,7 +37,8 @@ log = logging.getLogger("train_nose_check")
 
 NOSE_CLASSES = ("covered", UNCOVERED)
 PATCH_SIZE = 32
-# The shipped min_uncovered (config [classifier]); the report's figures are at this threshold.
+# The report's figures are at this threshold: the nose check deciding alone, without the wear
+# classifier (config [classifier] min_uncovered is lower because the two must agree).
 MIN_UNCOVERED = 0.9
 
 

@@ -1,6 +1,7 @@
 """Second opinions: the confirming classifier holds alarm classes to its own probability, the
-nose check turns masks worn below the nose into "incorrect" — on hand-made verdicts, on the
-demo photo with masks drawn on, and on the shared wear/ and faces/test sets."""
+wear checks (nose check and wear classifier) turn masks worn below the nose or on the chin into
+"incorrect" — on hand-made verdicts, on the demo photo with masks drawn on, and on the shared
+wear/ and faces/test sets."""
 
 from __future__ import annotations
 
@@ -10,16 +11,22 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import MODELS, require_data, require_models, run_maskwatch
 from maskwatch.config import parse_config
 from maskwatch.face_analyzer import FaceAnalyzer
 from maskwatch.face_detector import FaceDetector
 from maskwatch.image_io import read_rgb
-from maskwatch.mask_overlay import Placement, draw_mask, random_style
-from maskwatch.photo_crops import find_photo_face
 from maskwatch.mask_classifier import MaskClassifier
-from maskwatch.second_opinion import SecondOpinion, confirmed, with_nose
+from maskwatch.mask_overlay import Placement, draw_mask, random_style
+from maskwatch.nose_check import NoseCheck
+from maskwatch.photo_crops import find_photo_face
+from maskwatch.second_opinion import (
+    FaceBatch,
+    SecondOpinion,
+    WearRules,
+    confirmed,
+    worn_wrong,
+)
 from maskwatch.types import Classification, Label
 
 
@@ -43,20 +50,69 @@ def test_a_class_the_second_model_lacks_keeps_the_first_probability() -> None:
     assert result.probs["mask"] == pytest.approx(0.2)
 
 
-def test_the_nose_check_splits_the_mask_share() -> None:
-    masked = verdict("mask", mask=0.9, no_mask=0.1)
-    kept = with_nose(masked, uncovered=0.5, min_uncovered=0.9)
-    assert kept.label == Label.MASK
-    assert kept.probs == {"mask": 0.45, "no_mask": 0.1, "incorrect": 0.45}
-    worn_wrong = with_nose(masked, uncovered=0.95, min_uncovered=0.9)
-    assert (worn_wrong.label, worn_wrong.confidence) == (Label.INCORRECT, 0.855)
+def test_worn_wrong_moves_the_label_share_to_incorrect() -> None:
+    masked = worn_wrong(verdict("mask", mask=0.9, no_mask=0.1))
+    assert (masked.label, masked.confidence) == (Label.INCORRECT, 0.9)
+    assert masked.probs == {"mask": 0.0, "no_mask": 0.1, "incorrect": 0.9}
+    on_chin = worn_wrong(verdict("no_mask", mask=0.2, no_mask=0.8))
+    assert on_chin.probs == {"mask": 0.2, "no_mask": 0.0, "incorrect": 0.8}
 
 
+RULES = WearRules(min_uncovered=0.5, min_incorrect_below_nose=0.1, min_incorrect_on_chin=0.99)
+MAIN_MODEL = "mask_classifier_v3_float.tflite"
 NOSE_MODEL = "nose_check_v1_float.tflite"
-WEAR_INCORRECT_FLOOR = 0.7
+WEAR_MODEL = "mask_classifier_v4_float.tflite"
+WEAR_INCORRECT_FLOOR = 0.8
 
 
-def make_analyzer(**classifier: str) -> FaceAnalyzer:
+def judged(
+    nose: bool, wear: bool, uncovered: list[float], incorrect: list[float]
+) -> tuple[list[str], dict[str, list[int]]]:
+    """Labels of four faces (masked, masked, unmasked, unmasked) after the wear rules, given
+    each model's answers, and which faces each model was asked about."""
+    require_models()
+    opinion = SecondOpinion(
+        MaskClassifier(MODELS, MAIN_MODEL), None,
+        NoseCheck(MODELS, NOSE_MODEL) if nose else None, RULES,
+        MaskClassifier(MODELS, WEAR_MODEL) if wear else None,
+    )
+    faces = [verdict("mask", mask=0.9, no_mask=0.1), verdict("mask", mask=0.8, no_mask=0.2),
+             verdict("no_mask", mask=0.1, no_mask=0.9), verdict("no_mask", mask=0.3, no_mask=0.7)]
+    asked: dict[str, list[int]] = {}
+
+    def answers(name: str, values: list[float]):
+        def lookup(chosen: list[int]) -> np.ndarray:
+            asked[name] = chosen
+            return np.array([values[i] for i in chosen])
+        return lookup
+
+    result = opinion.wear_verdicts(faces, answers("nose", uncovered), answers("wear", incorrect))
+    return [v.label.value for v in result], asked
+
+
+def test_a_mask_is_worn_wrong_only_when_nose_check_and_wear_classifier_agree() -> None:
+    labels, asked = judged(True, True, [0.6, 0.9, 0.0, 0.0], [0.05, 0.2, 0.5, 0.995])
+    assert labels == ["mask", "incorrect", "no_mask", "incorrect"]
+    # The nose check sees only masked faces; the wear classifier only the nose check's
+    # suspects and the unmasked faces.
+    assert asked == {"nose": [0, 1], "wear": [0, 1, 2, 3]}
+    labels, asked = judged(True, True, [0.4, 0.3, 0.0, 0.0], [0.9, 0.9, 0.0, 0.0])
+    assert labels == ["mask", "mask", "no_mask", "no_mask"]
+    assert asked["wear"] == [2, 3]
+
+
+def test_each_wear_check_alone() -> None:
+    """Without the wear classifier the nose check decides alone; without the nose check no
+    mask is called worn below the nose, but the chin rule still holds."""
+    labels, asked = judged(True, False, [0.6, 0.4, 0, 0], [1, 1, 1, 1])
+    assert labels == ["incorrect", "mask", "no_mask", "no_mask"]
+    assert "wear" not in asked
+    labels, asked = judged(False, True, [1, 1, 1, 1], [1, 1, 0.5, 0.995])
+    assert labels == ["mask", "mask", "no_mask", "incorrect"]
+    assert "nose" not in asked
+
+
+def make_analyzer(**classifier: object) -> FaceAnalyzer:
     require_models()
     return FaceAnalyzer(
         parse_config({"paths": {"models_dir": str(MODELS)}, "classifier": classifier})
@@ -65,14 +121,8 @@ def make_analyzer(**classifier: str) -> FaceAnalyzer:
 
 @pytest.fixture(scope="module")
 def analyzer() -> FaceAnalyzer:
-    """The shipped configuration: v3 confirmed by v1, no nose check."""
+    """The shipped configuration: v3 confirmed by v1, the nose check and the wear classifier."""
     return make_analyzer()
-
-
-@pytest.fixture(scope="module")
-def nose_analyzer() -> FaceAnalyzer:
-    """The nose check switched on (it is off by default: models/README.md)."""
-    return make_analyzer(nose_model=NOSE_MODEL)
 
 
 def with_drawn_mask(placement: Placement | None) -> np.ndarray:
@@ -94,22 +144,16 @@ def label_of(analyzer: FaceAnalyzer, image: np.ndarray) -> Label:
 
 
 @pytest.mark.parametrize(
-    ("placement", "expected"), [(None, Label.NO_MASK), (Placement.CORRECT, Label.MASK)]
-)
-def test_demo_photo_shipped_configuration(analyzer, placement, expected) -> None:
-    assert label_of(analyzer, with_drawn_mask(placement)) == expected
-
-
-@pytest.mark.parametrize(
     ("placement", "expected"),
     [
         (None, Label.NO_MASK),
         (Placement.CORRECT, Label.MASK),
         (Placement.UNDER_NOSE, Label.INCORRECT),
+        (Placement.ON_CHIN, Label.INCORRECT),
     ],
 )
-def test_demo_photo_with_the_nose_check(nose_analyzer, placement, expected) -> None:
-    assert label_of(nose_analyzer, with_drawn_mask(placement)) == expected
+def test_demo_photo_shipped_configuration(analyzer, placement, expected) -> None:
+    assert label_of(analyzer, with_drawn_mask(placement)) == expected
 
 
 def shares(analyzer: FaceAnalyzer, folder: Path) -> dict[str, float]:
@@ -123,11 +167,11 @@ def shares(analyzer: FaceAnalyzer, folder: Path) -> dict[str, float]:
     return {name: labels.count(name) / len(labels) for name in set(labels)}
 
 
-def test_wear_set_with_the_nose_check(nose_analyzer) -> None:
+def test_wear_set_shipped_configuration(analyzer) -> None:
     """Floors a little under what the models measure (models/README.md)."""
     wear = require_data("wear")
-    assert shares(nose_analyzer, wear / "incorrect").get("incorrect", 0) >= WEAR_INCORRECT_FLOOR
-    assert shares(nose_analyzer, wear / "correct").get("mask", 0) >= 0.95
+    assert shares(analyzer, wear / "incorrect").get("incorrect", 0) >= WEAR_INCORRECT_FLOOR
+    assert shares(analyzer, wear / "correct").get("mask", 0) >= 0.95
 
 
 @pytest.mark.parametrize("label", ["mask", "no_mask"])
@@ -139,11 +183,14 @@ def test_faces_test_set_shipped_configuration(analyzer, label) -> None:
     assert found.get(label, 0.0) / (1.0 - missed) >= 0.98
 
 
-def test_the_status_names_every_model_in_use(analyzer, nose_analyzer) -> None:
+def test_the_status_names_every_model_in_use(analyzer) -> None:
     assert analyzer.opinion.describe() == (
-        "mask_classifier_v3_float.tflite, confirmed by mask_classifier_v1_float.tflite"
+        f"{MAIN_MODEL}, confirmed by mask_classifier_v1_float.tflite, "
+        f"nose check {NOSE_MODEL}, wear check {WEAR_MODEL}"
     )
-    assert nose_analyzer.opinion.describe().endswith(f", nose check {NOSE_MODEL}")
+    assert make_analyzer(nose_model="", wear_model="").opinion.describe() == (
+        f"{MAIN_MODEL}, confirmed by mask_classifier_v1_float.tflite"
+    )
 
 
 def test_a_confirming_model_framed_otherwise_gets_its_own_crops(tmp_path, monkeypatch) -> None:
@@ -153,7 +200,7 @@ def test_a_confirming_model_framed_otherwise_gets_its_own_crops(tmp_path, monkey
     shutil.copy(MODELS / v1, tmp_path / v1)
     entry = dict(manifest["files"][v1], crop={"scale": 1.25, "shift": 0.08})
     (tmp_path / "manifest.json").write_text(json.dumps({"files": {v1: entry}}))
-    main = MaskClassifier(MODELS, "mask_classifier_v3_float.tflite")
+    main = MaskClassifier(MODELS, MAIN_MODEL)
     confirm = MaskClassifier(tmp_path, v1)
     photo = read_rgb(MODELS / "demo/astronaut.png")
     faces = FaceDetector(MODELS).detect(photo)[:1]
@@ -161,8 +208,8 @@ def test_a_confirming_model_framed_otherwise_gets_its_own_crops(tmp_path, monkey
     seen = []
     classify = confirm.classify
     monkeypatch.setattr(confirm, "classify", lambda c: seen.append(c) or classify(c))
-    opinion = SecondOpinion(main, confirm, None, 0.9)
-    verdicts = opinion.apply(photo, faces, crops, main.classify(crops))
+    opinion = SecondOpinion(main, confirm, None, RULES)
+    verdicts = opinion.apply(FaceBatch(photo, faces, crops), main.classify(crops))
     assert verdicts[0].label == Label.NO_MASK
     assert np.array_equal(seen[0][0], confirm.crop(photo, faces[0]))
     assert not np.array_equal(seen[0][0], crops[0])
@@ -173,6 +220,7 @@ def test_a_confirming_model_framed_otherwise_gets_its_own_crops(tmp_path, monkey
     [
         ("confirm_model", NOSE_MODEL, "is not a mask classifier"),
         ("nose_model", "mask_classifier_v1_float.tflite", "is not a nose check"),
+        ("wear_model", "mask_classifier_v1_float.tflite", "cannot check how a mask is worn"),
     ],
 )
 def test_a_model_in_the_wrong_role_is_a_clear_error(tmp_path, key, model, message) -> None:

@@ -23,6 +23,7 @@ import numpy as np
 from maskwatch.config import Config
 from maskwatch.face_analyzer import FaceAnalyzer
 from maskwatch.image_io import read_rgb
+from maskwatch.second_opinion import FaceBatch
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +66,9 @@ def _case(full: FaceAnalyzer, live: FaceAnalyzer, frame: np.ndarray, frames: int
     detect = _median_ms(lambda: full.find_faces(frame), frames)
     crops = np.stack([full.classifier.crop(frame, f) for f in found]) if found else None
     classify = _median_ms(
-        lambda: full.opinion.apply(frame, found, crops, full.classifier.classify(crops)), frames
+        lambda: full.opinion.apply(
+            FaceBatch(frame, found, crops), full.classifier.classify(crops)
+        ), frames
     ) if found else 0
     live.forget()
     live_total = _median_ms(lambda: live.analyze(frame), frames)

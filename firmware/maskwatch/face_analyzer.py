@@ -18,7 +18,7 @@ from maskwatch.face_detector import FaceDetector, shrink
 from maskwatch.face_gates import QualityGates
 from maskwatch.mask_classifier import MaskClassifier
 from maskwatch.nose_check import NoseCheck
-from maskwatch.second_opinion import SecondOpinion
+from maskwatch.second_opinion import FaceBatch, SecondOpinion, WearRules
 from maskwatch.tflite_runtime import Accelerator, choose_accelerator
 from maskwatch.types import ALARM_LABELS, Classification, Face, FaceResult, Label
 from maskwatch.view_scheduler import ViewScheduler
@@ -56,14 +56,17 @@ class FaceAnalyzer:
         self.classifier = MaskClassifier(models_dir, main_file, threads, tpu, device)
         if on_tpu and tpu is None:
             self.accelerator = replace(self.accelerator, name="cpu")
-        confirm = nose = None
+        confirm = nose = wear = None
         if cls.confirm_model:
             confirm_file, tpu = self._pick(models_dir, cls.confirm_model, cls.confirm_edgetpu_model)
             confirm = MaskClassifier(models_dir, confirm_file, threads, tpu, device)
         if cls.nose_model:
             nose_file, tpu = self._pick(models_dir, cls.nose_model, cls.nose_edgetpu_model)
             nose = NoseCheck(models_dir, nose_file, threads, tpu, device)
-        self.opinion = SecondOpinion(self.classifier, confirm, nose, cls.min_uncovered)
+        if cls.wear_model:
+            wear_file, tpu = self._pick(models_dir, cls.wear_model, cls.wear_edgetpu_model)
+            wear = MaskClassifier(models_dir, wear_file, threads, tpu, device)
+        self.opinion = SecondOpinion(self.classifier, confirm, nose, WearRules.of(cls), wear)
         self.gates = QualityGates(config.gates)
         self.scheduler = ViewScheduler(config.processing.tiles_per_frame) if live else None
 
@@ -126,20 +129,21 @@ class FaceAnalyzer:
         crops = [self.classifier.crop(image, f) for f in faces]
         reasons = [self.gates.check(image, f, c) for f, c in zip(faces, crops)]
         todo = [i for i, r in enumerate(reasons) if r is None or classify_gated]
+        confirmed: list[Classification] = []
         found: list[Classification] = []
         if todo:
             chosen = np.stack([crops[i] for i in todo])
-            found = self.opinion.apply(
-                image, [faces[i] for i in todo], chosen, self.classifier.classify(chosen)
-            )
-        classes = dict(zip(todo, found))
+            batch = FaceBatch(image, [faces[i] for i in todo], chosen)
+            confirmed = self.opinion.confirm_faces(batch, self.classifier.classify(chosen))
+            found = self.opinion.check_wear(batch, confirmed)
+        classes = dict(zip(todo, zip(confirmed, found)))
         results = []
         for i, (face, reason) in enumerate(zip(faces, reasons)):
             if i not in classes:
                 results.append(FaceResult(face, UNCLASSIFIED, reason=reason))
                 continue
-            classification = classes[i]
-            reason = reason or self._low_score_reason(face, classification)
+            before_wear, classification = classes[i]
+            reason = reason or self._low_score_reason(face, before_wear)
             if reason is not None and not classify_gated:
                 classification = replace(classification, label=Label.UNKNOWN)
             results.append(FaceResult(face, classification, reason=reason))
@@ -147,7 +151,8 @@ class FaceAnalyzer:
 
     def _low_score_reason(self, face: Face, classification: Classification) -> str | None:
         """BlazeFace scores masked faces low, so a low score is normal for a mask, but a
-        low-scoring "face" without a mask is more likely a patch of background."""
+        low-scoring "face" without a mask is more likely a patch of background. Judged on
+        the verdict before the wear checks: a mask worn below the nose is still a mask."""
         if classification.label in ALARM_LABELS and face.score < self.unmasked_min_score:
             return "low_face_score"
         return None

@@ -6,22 +6,32 @@ class (SPEC F2).
   classifiers err on different faces: v3 (drawn masks, turns and cuts in training) misses
   skin-coloured and printed masks that v1 (the photos as they are) gets right, while on the
   scene photos v1 agrees with every unmasked verdict of v3 (models/README.md).
-- Nose check: a face called masked whose nose is uncovered (:mod:`maskwatch.nose_check`)
-  wears its mask wrong: it becomes "incorrect", an alarm class.
+- Wear checks: a face called masked whose nose is uncovered (:mod:`maskwatch.nose_check`)
+  wears its mask below the nose, and a face called unmasked may have the mask on its chin.
+  The nose check alone mistakes pink, white and printed masks for skin, and a three-class
+  "wear" classifier alone mistakes a quarter of real street faces for masks worn wrong; they
+  err on different faces, so a masked face becomes "incorrect" only when both say so, and an
+  unmasked one only when the wear classifier is all but sure.
 
 Each model is consulted only about the faces it can change, so a frame of masked faces costs
-no confirmation and a frame of unmasked ones no nose check.
+no confirmation, and the wear classifier sees a masked face only after the nose check flagged
+it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 
+from maskwatch.config import ClassifierConfig
 from maskwatch.mask_classifier import MaskClassifier
 from maskwatch.nose_check import NoseCheck
-from maskwatch.types import ALARM_LABELS, Classification, Face, Label
+from maskwatch.types import ALARM_LABELS, Classification, Face, Label, ModelMismatch
+
+# Gives a model's per-face answer for the faces at the given indices.
+Lookup = Callable[[list[int]], np.ndarray]
 
 
 def confirmed(first: Classification, second: Classification) -> Classification:
@@ -35,17 +45,15 @@ def confirmed(first: Classification, second: Classification) -> Classification:
     return _verdict({Label.MASK.value: max(0.0, 1.0 - sum(alarm.values())), **alarm})
 
 
-def with_nose(verdict: Classification, uncovered: float, min_uncovered: float) -> Classification:
-    """A masked verdict split by the nose check: the mask share times P(uncovered) becomes
-    "incorrect", which is the label when P(uncovered) reaches ``min_uncovered``."""
+def worn_wrong(verdict: Classification) -> Classification:
+    """The verdict with its label's share moved to "incorrect": the wear checks decide how the
+    mask is worn, the main classifier's confidence stays the verdict's confidence."""
     probs = dict(verdict.probs)
-    mask = probs.get(Label.MASK.value, 0.0)
-    probs[Label.MASK.value] = round(mask * (1.0 - uncovered), 4)
-    incorrect = probs.get(Label.INCORRECT.value, 0.0) + mask * uncovered
-    probs[Label.INCORRECT.value] = round(incorrect, 4)
-    if uncovered < min_uncovered:
-        return Classification(verdict.label, probs[verdict.label.value], probs)
-    return Classification(Label.INCORRECT, probs[Label.INCORRECT.value], probs)
+    share = probs.get(verdict.label.value, 0.0)
+    probs[verdict.label.value] = 0.0
+    incorrect = round(probs.get(Label.INCORRECT.value, 0.0) + share, 4)
+    probs[Label.INCORRECT.value] = incorrect
+    return Classification(Label.INCORRECT, incorrect, probs)
 
 
 def _verdict(probs: dict[str, float]) -> Classification:
@@ -54,20 +62,60 @@ def _verdict(probs: dict[str, float]) -> Classification:
     return Classification(Label(best), rounded[best], rounded)
 
 
+@dataclass(frozen=True)
+class FaceBatch:
+    """The faces of one frame being classified, with the main classifier's crops of them."""
+
+    image: np.ndarray
+    faces: list[Face]
+    crops: np.ndarray
+
+    def crops_for(
+        self, model: MaskClassifier, main: MaskClassifier, chosen: list[int]
+    ) -> np.ndarray:
+        """The main classifier's crops of the ``chosen`` faces, or new ones when ``model`` is
+        framed differently."""
+        if model.geometry == main.geometry and model.input_size == main.input_size:
+            return self.crops[chosen]
+        return np.stack([model.crop(self.image, self.faces[i]) for i in chosen])
+
+
+@dataclass(frozen=True)
+class WearRules:
+    """Thresholds of the wear checks (config ``[classifier]``)."""
+
+    min_uncovered: float
+    min_incorrect_below_nose: float
+    min_incorrect_on_chin: float
+
+    @classmethod
+    def of(cls, config: ClassifierConfig) -> WearRules:
+        return cls(
+            config.min_uncovered, config.min_incorrect_below_nose, config.min_incorrect_on_chin
+        )
+
+
 class SecondOpinion:
-    """Applies the configured second opinions; either part may be absent (None)."""
+    """Applies the configured second opinions; each model may be absent (None)."""
 
     def __init__(
         self,
         main: MaskClassifier,
         confirm: MaskClassifier | None,
         nose: NoseCheck | None,
-        min_uncovered: float,
+        rules: WearRules,
+        wear: MaskClassifier | None = None,
     ) -> None:
+        if wear is not None and Label.INCORRECT not in wear.classes:
+            raise ModelMismatch(
+                f"{wear.model_file} cannot check how a mask is worn: its classes are "
+                f"{[c.value for c in wear.classes]}, without 'incorrect'"
+            )
         self.main = main
         self.confirm = confirm
         self.nose = nose
-        self.min_uncovered = min_uncovered
+        self.wear = wear
+        self.rules = rules
 
     def describe(self) -> str:
         """The model files in use, for the status page (F20)."""
@@ -76,32 +124,44 @@ class SecondOpinion:
             parts.append(f"confirmed by {self.confirm.model_file}")
         if self.nose is not None:
             parts.append(f"nose check {self.nose.model_file}")
+        if self.wear is not None:
+            parts.append(f"wear check {self.wear.model_file}")
         return ", ".join(parts)
 
-    def apply(
-        self,
-        image: np.ndarray,
-        faces: list[Face],
-        crops: np.ndarray,
-        verdicts: list[Classification],
+    def confirm_faces(
+        self, batch: FaceBatch, verdicts: list[Classification]
     ) -> list[Classification]:
-        """The verdicts on ``faces`` (with their main-classifier ``crops``) after both checks."""
-        confirm, nose = self.confirm, self.nose
-        if confirm is not None:
-            verdicts = self.confirm_verdicts(
-                verdicts,
-                lambda chosen: _crops_for(confirm, self.main, image, faces, crops, chosen),
-            )
-        if nose is not None:
-            verdicts = self.nose_verdicts(
-                verdicts, lambda chosen: nose.uncovered(image, [faces[i] for i in chosen])
-            )
-        return list(verdicts)
+        """The main classifier's verdicts on the batch after confirmation."""
+        confirm = self.confirm
+        if confirm is None:
+            return list(verdicts)
+        return self.confirm_verdicts(
+            verdicts, lambda chosen: batch.crops_for(confirm, self.main, chosen)
+        )
+
+    def check_wear(
+        self, batch: FaceBatch, verdicts: list[Classification]
+    ) -> list[Classification]:
+        """The (confirmed) verdicts on the batch after the wear checks."""
+        nose, wear = self.nose, self.wear
+
+        def uncovered_of(chosen: list[int]) -> np.ndarray:
+            assert nose is not None
+            return nose.uncovered(batch.image, [batch.faces[i] for i in chosen])
+
+        def incorrect_of(chosen: list[int]) -> np.ndarray:
+            assert wear is not None
+            found = wear.classify(batch.crops_for(wear, self.main, chosen))
+            return np.array([v.probs[Label.INCORRECT.value] for v in found])
+
+        return self.wear_verdicts(verdicts, uncovered_of, incorrect_of)
+
+    def apply(self, batch: FaceBatch, verdicts: list[Classification]) -> list[Classification]:
+        """Confirmation, then the wear checks."""
+        return self.check_wear(batch, self.confirm_faces(batch, verdicts))
 
     def confirm_verdicts(
-        self,
-        verdicts: list[Classification],
-        crops_of: Callable[[list[int]], np.ndarray],
+        self, verdicts: list[Classification], crops_of: Lookup
     ) -> list[Classification]:
         """The unmasked verdicts confirmed (unchanged without a confirming model);
         ``crops_of(indices)`` gives the confirming model's crops of those faces."""
@@ -112,31 +172,34 @@ class SecondOpinion:
                 verdicts[i] = confirmed(verdicts[i], second)
         return verdicts
 
-    def nose_verdicts(
-        self,
-        verdicts: list[Classification],
-        uncovered_of: Callable[[list[int]], np.ndarray],
+    def wear_verdicts(
+        self, verdicts: list[Classification], uncovered_of: Lookup, incorrect_of: Lookup
     ) -> list[Classification]:
-        """The masked verdicts split by the nose check; ``uncovered_of(indices)`` gives
-        P(uncovered) of those faces."""
+        """Masked verdicts whose nose is uncovered (and, with a wear classifier, whose
+        P(incorrect) agrees) and unmasked verdicts the wear classifier calls incorrect become
+        "incorrect". ``uncovered_of`` / ``incorrect_of`` give the nose check's P(uncovered) and
+        the wear classifier's P(incorrect) of the faces at the given indices."""
+        rules = self.rules
         verdicts = list(verdicts)
+        # (face index, the P(incorrect) the wear classifier must reach for it)
+        suspects: list[tuple[int, float]] = []
         masked = [i for i, v in enumerate(verdicts) if v.label == Label.MASK]
-        if masked:
-            for i, p in zip(masked, uncovered_of(masked)):
-                verdicts[i] = with_nose(verdicts[i], float(p), self.min_uncovered)
+        if masked and self.nose is not None:
+            suspects = [
+                (i, rules.min_incorrect_below_nose)
+                for i, p in zip(masked, uncovered_of(masked))
+                if p >= rules.min_uncovered
+            ]
+        if self.wear is None:
+            wrong = [i for i, _ in suspects]
+        else:
+            suspects += [
+                (i, rules.min_incorrect_on_chin)
+                for i, v in enumerate(verdicts)
+                if v.label == Label.NO_MASK
+            ]
+            found = incorrect_of([i for i, _ in suspects]) if suspects else []
+            wrong = [i for (i, floor), p in zip(suspects, found) if p >= floor]
+        for i in wrong:
+            verdicts[i] = worn_wrong(verdicts[i])
         return verdicts
-
-
-def _crops_for(
-    model: MaskClassifier,
-    main: MaskClassifier,
-    image: np.ndarray,
-    faces: list[Face],
-    crops: np.ndarray,
-    chosen: list[int],
-) -> np.ndarray:
-    """The main classifier's crops of the ``chosen`` faces, or new ones when ``model`` is
-    framed differently."""
-    if model.geometry == main.geometry and model.input_size == main.input_size:
-        return crops[chosen]
-    return np.stack([model.crop(image, faces[i]) for i in chosen])
