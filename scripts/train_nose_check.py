@@ -103,7 +103,7 @@ def main() -> int:
 
     args.out.mkdir(parents=True, exist_ok=True)
     calibration = train["x"][rng.choice(fit_idx, 400, replace=False)]
-    paths = export(tf, model, args.out, "nose_check_v1", calibration)
+    paths = export(tf, model, args.out, "nose_check_v2", calibration)
     metrics = {}
     for kind, path in paths.items():
         val_probs = tflite_predict(path, train["x"][held])

@@ -60,9 +60,9 @@ def test_worn_wrong_moves_the_label_share_to_incorrect() -> None:
 
 RULES = WearRules(min_uncovered=0.5, min_incorrect_below_nose=0.1, min_incorrect_on_chin=0.99)
 MAIN_MODEL = "mask_classifier_v3_float.tflite"
-NOSE_MODEL = "nose_check_v1_float.tflite"
+NOSE_MODEL = "nose_check_v2_float.tflite"
 WEAR_MODEL = "mask_classifier_v4_float.tflite"
-WEAR_INCORRECT_FLOOR = 0.8
+WEAR_INCORRECT_FLOOR = 0.85
 
 
 def judged(
@@ -176,11 +176,14 @@ def test_wear_set_shipped_configuration(analyzer) -> None:
 
 @pytest.mark.parametrize("label", ["mask", "no_mask"])
 def test_faces_test_set_shipped_configuration(analyzer, label) -> None:
-    """Among the development test faces the detector finds: the floor sits a little under
-    the measured share (models/README.md)."""
+    """Among the development test faces the detector finds (the largest face of each photo;
+    scripts/evaluate_classifier.py, which also keeps the photos where no face is found, with
+    the whole photo as the box, measures 99.16 % / 99.61 %): this path measures 97.9 % of the
+    masked ones labelled mask (1 % called incorrect) and 99.8 % of the unmasked ones no_mask,
+    and the floor sits a little under the lower."""
     found = {k: v for k, v in shares(analyzer, require_data("faces/test") / label).items()}
     missed = found.pop("missed", 0.0)
-    assert found.get(label, 0.0) / (1.0 - missed) >= 0.98
+    assert found.get(label, 0.0) / (1.0 - missed) >= 0.975
 
 
 def test_the_status_names_every_model_in_use(analyzer) -> None:

@@ -69,8 +69,8 @@ class ClassifierConfig(Section):
     edgetpu_model: str = "mask_classifier_v3_int8_edgetpu.tflite"
     confirm_model: str = "mask_classifier_v1_float.tflite"
     confirm_edgetpu_model: str = "mask_classifier_v1_int8_edgetpu.tflite"
-    nose_model: str = "nose_check_v1_float.tflite"
-    nose_edgetpu_model: str = "nose_check_v1_int8_edgetpu.tflite"
+    nose_model: str = "nose_check_v2_float.tflite"
+    nose_edgetpu_model: str = "nose_check_v2_int8_edgetpu.tflite"
     wear_model: str = "mask_classifier_v4_float.tflite"
     wear_edgetpu_model: str = "mask_classifier_v4_int8_edgetpu.tflite"
     min_uncovered: float = Field(0.5, gt=0.0, lt=1.0)

@@ -392,7 +392,8 @@ def _outline(face: _Face, style: MaskStyle) -> _Outline:
         bot_side = 1.05 - (0.07 if shape is Shape.KN95 else 0.0)
         pleats = (0.30, 0.52, 0.74)
     elif style.placement is Placement.UNDER_NOSE:
-        top_c = vn + (0.25 + 0.15 * fit) * (1.0 - vn)
+        # From just under the nostrils (the commonest slip) to well down the upper lip.
+        top_c = vn + (0.12 + 0.28 * fit) * (1.0 - vn)
         top_side = top_c + (0.12 if shape is Shape.KN95 else -0.02)
         bot_c = vc + 0.18 + 0.5 * grow
         bot_side = 1.15
