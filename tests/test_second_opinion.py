@@ -156,6 +156,18 @@ def test_demo_photo_shipped_configuration(analyzer, placement, expected) -> None
     assert label_of(analyzer, with_drawn_mask(placement)) == expected
 
 
+def test_the_low_face_score_rule_judges_the_verdict_before_the_wear_checks() -> None:
+    """BlazeFace scores masked faces low, so the low-score rule (an unmasked "face" scoring
+    low is likely background) must not hold back a mask worn below the nose; a mask on the
+    chin was an unmasked verdict first and stays subject to it."""
+    picky = make_analyzer()
+    picky.unmasked_min_score = 0.999  # above the demo face's score
+    under_nose = picky.analyze(with_drawn_mask(Placement.UNDER_NOSE))[0]
+    assert (under_nose.classification.label, under_nose.reason) == (Label.INCORRECT, None)
+    on_chin = picky.analyze(with_drawn_mask(Placement.ON_CHIN))[0]
+    assert (on_chin.classification.label, on_chin.reason) == (Label.UNKNOWN, "low_face_score")
+
+
 def shares(analyzer: FaceAnalyzer, folder: Path) -> dict[str, float]:
     """Share of each label over the photos of a folder (largest face of each). The photos are
     cut tight around the face, so they go on a canvas first, as in training."""
