@@ -5,6 +5,7 @@ wear/ and faces/test sets."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 from pathlib import Path
@@ -66,14 +67,15 @@ WEAR_INCORRECT_FLOOR = 0.85
 
 
 def judged(
-    nose: bool, wear: bool, uncovered: list[float], incorrect: list[float]
+    nose: bool, wear: bool, uncovered: list[float], incorrect: list[float], on_chin: float = 0.99
 ) -> tuple[list[str], dict[str, list[int]]]:
     """Labels of four faces (masked, masked, unmasked, unmasked) after the wear rules, given
     each model's answers, and which faces each model was asked about."""
     require_models()
     opinion = SecondOpinion(
         MaskClassifier(MODELS, MAIN_MODEL), None,
-        NoseCheck(MODELS, NOSE_MODEL) if nose else None, RULES,
+        NoseCheck(MODELS, NOSE_MODEL) if nose else None,
+        dataclasses.replace(RULES, min_incorrect_on_chin=on_chin),
         MaskClassifier(MODELS, WEAR_MODEL) if wear else None,
     )
     faces = [verdict("mask", mask=0.9, no_mask=0.1), verdict("mask", mask=0.8, no_mask=0.2),
@@ -110,6 +112,12 @@ def test_each_wear_check_alone() -> None:
     labels, asked = judged(False, True, [1, 1, 1, 1], [1, 1, 0.5, 0.995])
     assert labels == ["mask", "mask", "no_mask", "incorrect"]
     assert "nose" not in asked
+
+
+def test_a_chin_floor_of_one_switches_the_chin_rule_off() -> None:
+    labels, asked = judged(True, True, [0.9, 0.0, 0, 0], [1, 1, 1, 1], on_chin=1.0)
+    assert labels == ["incorrect", "mask", "no_mask", "no_mask"]
+    assert asked["wear"] == [0]
 
 
 def make_analyzer(**classifier: object) -> FaceAnalyzer:

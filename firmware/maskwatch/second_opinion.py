@@ -193,11 +193,12 @@ class SecondOpinion:
         if self.wear is None:
             wrong = [i for i, _ in suspects]
         else:
-            suspects += [
-                (i, rules.min_incorrect_on_chin)
-                for i, v in enumerate(verdicts)
-                if v.label == Label.NO_MASK
-            ]
+            if rules.min_incorrect_on_chin < 1.0:  # 1 switches the chin rule off
+                suspects += [
+                    (i, rules.min_incorrect_on_chin)
+                    for i, v in enumerate(verdicts)
+                    if v.label == Label.NO_MASK
+                ]
             found = incorrect_of([i for i, _ in suspects]) if suspects else []
             wrong = [i for (i, floor), p in zip(suspects, found) if p >= floor]
         for i in wrong:
