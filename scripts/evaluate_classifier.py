@@ -85,8 +85,11 @@ class Judge:
         incorrect = np.zeros(len(crops["x"]))
         if wear is not None:
             framed = make_crops(items, self.models, self.cache, overlays, seed, wear.geometry)
-            found = [v.probs[Label.INCORRECT.value] for v in classify_all(wear, framed["x"])]
-            by_path = dict(zip(framed["paths"], found))
+            x = framed["x"]
+            probs = np.concatenate(
+                [wear.probabilities(x[i : i + 64]) for i in range(0, len(x), 64)]
+            )
+            by_path = dict(zip(framed["paths"], probs[:, wear.classes.index(Label.INCORRECT)]))
             incorrect = np.array([by_path.get(p, 0.0) for p in crops["paths"]])
         verdicts = self.opinion.wear_verdicts(
             verdicts,

@@ -151,8 +151,8 @@ class SecondOpinion:
 
         def incorrect_of(chosen: list[int]) -> np.ndarray:
             assert wear is not None
-            found = wear.classify(batch.crops_for(wear, self.main, chosen))
-            return np.array([v.probs[Label.INCORRECT.value] for v in found])
+            probs = wear.probabilities(batch.crops_for(wear, self.main, chosen))
+            return probs[:, wear.classes.index(Label.INCORRECT)]
 
         return self.wear_verdicts(verdicts, uncovered_of, incorrect_of)
 
