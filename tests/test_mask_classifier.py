@@ -1,15 +1,17 @@
-"""The classifier's manifest entry: class order and crop framing."""
+"""The classifier: manifest entry (class order and crop framing), mirrored classification."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
-
 from conftest import MODELS, require_models
 from maskwatch.face_crop import CROP_SCALE, CropGeometry
-from maskwatch.mask_classifier import model_classes, model_crop
+from maskwatch.face_detector import FaceDetector
+from maskwatch.image_io import read_rgb
+from maskwatch.mask_classifier import MaskClassifier, model_classes, model_crop
 from maskwatch.types import Label
 
 
@@ -46,3 +48,20 @@ def test_every_shipped_classifier_has_a_complete_entry() -> None:
     for name in classifiers:
         assert (MODELS / name).is_file(), f"{name} is in the manifest but not in models/"
         model_crop(MODELS, name)
+
+
+def test_mirrored_classification_is_the_mean_of_a_crop_and_its_mirror_image() -> None:
+    require_models()
+    classifier = MaskClassifier(MODELS, "mask_classifier_v1_float.tflite")
+    photo = read_rgb(MODELS / "demo/astronaut.png")
+    crops = np.stack([classifier.crop(photo, f) for f in FaceDetector(MODELS).detect(photo)])
+    crops = np.concatenate([crops, crops[:, ::-1]])  # upside down: a crop the model is unsure of
+    plain = classifier.probabilities(crops)
+    mirror = classifier.probabilities(crops[:, :, ::-1])
+    assert not np.allclose(plain, mirror, atol=1e-3)
+    for got, a, b in zip(classifier.classify(crops, mirrored=True), plain, mirror):
+        expected = (a + b) / 2
+        assert got.label == classifier.classes[int(np.argmax(expected))]
+        assert got.probs == pytest.approx(
+            {c.value: float(p) for c, p in zip(classifier.classes, expected)}, abs=1e-3
+        )

@@ -15,7 +15,7 @@ import pytest
 from conftest import MODELS, require_data, require_models, run_maskwatch
 from maskwatch.config import parse_config
 from maskwatch.face_analyzer import FaceAnalyzer
-from maskwatch.face_detector import FaceDetector
+from maskwatch.face_detector import FaceDetector, box_iou
 from maskwatch.image_io import read_rgb
 from maskwatch.mask_classifier import MaskClassifier
 from maskwatch.mask_overlay import Placement, draw_mask, random_style
@@ -198,12 +198,42 @@ def test_wear_set_shipped_configuration(analyzer) -> None:
 def test_faces_test_set_shipped_configuration(analyzer, label) -> None:
     """Among the development test faces the detector finds (the largest face of each photo;
     scripts/evaluate_classifier.py, which also keeps the photos where no face is found, with
-    the whole photo as the box, measures 99.16 % / 99.61 %): this path measures 97.9 % of the
-    masked ones labelled mask (1 % called incorrect) and 99.8 % of the unmasked ones no_mask,
+    the whole photo as the box, measures 99.37 % / 99.80 %): this path measures 97.7 % of the
+    masked ones labelled mask (1 % called incorrect) and 99.6 % of the unmasked ones no_mask,
     and the floor sits a little under the lower."""
     found = {k: v for k, v in shares(analyzer, require_data("faces/test") / label).items()}
     missed = found.pop("missed", 0.0)
     assert found.get(label, 0.0) / (1.0 - missed) >= 0.975
+
+
+def test_confirmation_asks_the_confirming_model_about_the_mirror_image_too() -> None:
+    require_models()
+    main = MaskClassifier(MODELS, MAIN_MODEL)
+    confirm = MaskClassifier(MODELS, "mask_classifier_v1_float.tflite")
+    photo = read_rgb(MODELS / "demo/astronaut.png")
+    crop = main.crop(photo, FaceDetector(MODELS).detect(photo)[0])
+    crops = np.stack([crop[::-1]])  # upside down: the two views get different answers
+    alarm = verdict("no_mask", mask=0.0, no_mask=1.0)
+    opinion = SecondOpinion(main, confirm, None, RULES)
+    got = opinion.confirm_verdicts([alarm], lambda chosen: crops[chosen])[0]
+    assert got == confirmed(alarm, confirm.classify(crops, mirrored=True)[0])
+    assert got != confirmed(alarm, confirm.classify(crops)[0])
+
+
+def test_a_face_half_hidden_keeps_its_alarm() -> None:
+    """A scene photo (andrewmvd 717, at the evaluation's --min-face 20) where a shoulder in
+    front hides one side of an unmasked face: v1 alone calls the crop masked (P 0.69) and
+    would overrule v3; its mirror image it calls unmasked (P(mask) 0.06), and with the mean
+    of the two the alarm stands."""
+    photo = read_rgb(require_data("scenes/andrewmvd") / "images/maksssksksss717.jpg")
+    analyzer = FaceAnalyzer(
+        parse_config({"paths": {"models_dir": str(MODELS)}, "detector": {"min_face": 20}})
+    )
+    labelled = np.array([76, 128, 142, 185])
+    found = {box_iou(labelled, np.array([r.face.box]))[0]: r for r in analyzer.analyze(photo)}
+    face = found[max(found)]
+    assert max(found) >= 0.4
+    assert (face.classification.label, face.reason) == (Label.NO_MASK, None)
 
 
 def test_the_status_names_every_model_in_use(analyzer) -> None:
@@ -230,7 +260,9 @@ def test_a_confirming_model_framed_otherwise_gets_its_own_crops(tmp_path, monkey
     crops = np.stack([main.crop(photo, f) for f in faces])
     seen = []
     classify = confirm.classify
-    monkeypatch.setattr(confirm, "classify", lambda c: seen.append(c) or classify(c))
+    monkeypatch.setattr(
+        confirm, "classify", lambda c, **kw: seen.append(c) or classify(c, **kw)
+    )
     opinion = SecondOpinion(main, confirm, None, RULES)
     verdicts = opinion.apply(FaceBatch(photo, faces, crops), main.classify(crops))
     assert verdicts[0].label == Label.NO_MASK

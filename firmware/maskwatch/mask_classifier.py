@@ -85,12 +85,22 @@ class MaskClassifier(ManifestModel):
         """The face framed the way this classifier was trained."""
         return crop_face(image, face.box, face.keypoints, self.input_size, self.geometry)
 
-    def classify(self, crops: np.ndarray) -> list[Classification]:
-        """Classify N crops (N x size x size x 3, RGB uint8)."""
+    def classify(self, crops: np.ndarray, mirrored: bool = False) -> list[Classification]:
+        """Classify N crops (N x size x size x 3, RGB uint8).
+
+        ``mirrored``: by the mean of each crop's and its mirror image's probabilities (one
+        invoke of 2N crops). A face is no more masked in the mirror, so an answer that flips
+        with it rests on one side of the face (a shadow, a hand, a shoulder in front) and
+        the mean of the two is the steadier one."""
         if len(crops) == 0:
             return []
+        if mirrored:
+            both = self.probabilities(np.concatenate([crops, crops[:, :, ::-1]]))
+            rows = (both[: len(crops)] + both[len(crops) :]) / 2.0
+        else:
+            rows = self.probabilities(crops)
         results = []
-        for row in self.probabilities(crops):
+        for row in rows:
             best = int(np.argmax(row))
             results.append(
                 Classification(

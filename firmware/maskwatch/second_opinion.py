@@ -4,8 +4,9 @@ class (SPEC F2).
 - Confirmation: a face counts as unmasked only when a second, differently trained classifier
   agrees (each alarm class keeps the lower of the two probabilities). The two shipped
   classifiers err on different faces: v3 (drawn masks, turns and cuts in training) misses
-  skin-coloured and printed masks that v1 (the photos as they are) gets right, while on the
-  scene photos v1 agrees with every unmasked verdict of v3 (models/README.md).
+  skin-coloured and printed masks that v1 (the photos as they are) gets right. The second
+  model answers for the crop and its mirror image together, so that one side of a face (a
+  shadow, a shoulder in front) cannot overrule an alarm on its own (models/README.md).
 - Wear checks: a face called masked whose nose is uncovered (:mod:`maskwatch.nose_check`)
   wears its mask below the nose, and a face called unmasked may have the mask on its chin.
   The nose check alone mistakes pink, white and printed masks for skin, and a three-class
@@ -168,7 +169,8 @@ class SecondOpinion:
         verdicts = list(verdicts)
         unmasked = [i for i, v in enumerate(verdicts) if v.label in ALARM_LABELS]
         if unmasked and self.confirm is not None:
-            for i, second in zip(unmasked, self.confirm.classify(crops_of(unmasked))):
+            seconds = self.confirm.classify(crops_of(unmasked), mirrored=True)
+            for i, second in zip(unmasked, seconds):
                 verdicts[i] = confirmed(verdicts[i], second)
         return verdicts
 
