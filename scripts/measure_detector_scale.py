@@ -45,8 +45,7 @@ def main() -> int:
             ox, oy = rng.integers(width, size - width, 2)
             shift = np.float32([[1, 0, ox - cx * scale], [0, 1, oy - cy * scale]])
             canvas = cv2.warpAffine(small, shift, (size, size), borderValue=(120, 120, 120))
-            model_input = detector._view_input(canvas, View(0, 0, size, True))
-            _, logits = detector._ordered_outputs(detector.model.run(model_input))
+            _, logits, _ = detector.raw_outputs(canvas, View(0, 0, size, size, 1.0, True))
             hits += bool((logits[0, :, 0] > logit).any())
         print(f"face {width:3d} px in a {size} px input: found {hits / args.trials:.0%}")
     return 0

@@ -32,7 +32,7 @@ TILE_EDGE_MARGIN = 2.0
 
 
 def test_full_range_anchors() -> None:
-    anchors = ssd_anchors(192, [4], 1)
+    anchors = ssd_anchors(192, 192, [4], 1)
     assert anchors.shape == (2304, 2)
     assert anchors.dtype == np.float32
     grid = 48
@@ -47,7 +47,7 @@ def test_full_range_anchors() -> None:
 
 
 def test_short_range_anchors() -> None:
-    anchors = ssd_anchors(128, [8, 16, 16, 16], 2)
+    anchors = ssd_anchors(128, 128, [8, 16, 16, 16], 2)
     assert anchors.shape == (896, 2)
     # Stride 8: a 16x16 grid, two anchors per cell.
     fine = anchors[:512].reshape(16, 16, 2, 2)
@@ -85,7 +85,7 @@ def uncovered(
         ys = np.unique(np.append(np.arange(0, ny, step), ny - 1))
         covered = np.zeros((len(ys), len(xs)), bool)
         for view in views:
-            if w * INPUT / view.size < MIN_FACE_IN_INPUT:
+            if w * view.scale < MIN_FACE_IN_INPUT:
                 continue
             if view.whole_frame:
                 covered[:] = True
@@ -93,9 +93,9 @@ def uncovered(
             # Face [x, x+w) must keep clear of the tile edges that lie inside the frame.
             inner = TILE_EDGE_MARGIN + 1e-9
             lo_x = view.x + inner if view.x > 0 else 0
-            hi_x = view.x + view.size - inner - w if view.x + view.size < width else nx
+            hi_x = view.x + view.width - inner - w if view.x + view.width < width else nx
             lo_y = view.y + inner if view.y > 0 else 0
-            hi_y = view.y + view.size - inner - w if view.y + view.size < height else ny
+            hi_y = view.y + view.height - inner - w if view.y + view.height < height else ny
             i0, i1 = np.searchsorted(xs, lo_x, "left"), np.searchsorted(xs, hi_x, "right")
             j0, j1 = np.searchsorted(ys, lo_y, "left"), np.searchsorted(ys, hi_y, "right")
             covered[j0:j1, i0:i1] = True
@@ -109,12 +109,13 @@ def uncovered(
 
 def test_plan_views_1280x720_covers_every_face_40_to_400() -> None:
     views = plan_views(FRAME_W, FRAME_H, 40, INPUT)
-    assert views[0] == View(0, 0, FRAME_W, True)
+    assert views[0] == View(0, 0, FRAME_W, FRAME_W, INPUT / FRAME_W, True)
     tiles = [v for v in views if not v.whole_frame]
     assert tiles, "a 40 px face needs tiles at 1280x720"
     for v in tiles:
-        assert 40 * INPUT / v.size >= MIN_FACE_IN_INPUT
-        assert 0 <= v.x and v.x + v.size <= FRAME_W and 0 <= v.y and v.y + v.size <= FRAME_H
+        assert v.width == v.height and v.input_shape() == (INPUT, INPUT)
+        assert 40 * v.scale >= MIN_FACE_IN_INPUT
+        assert 0 <= v.x and v.x + v.width <= FRAME_W and 0 <= v.y and v.y + v.height <= FRAME_H
     checked, missed, examples = uncovered(FRAME_W, FRAME_H, 40, 400)
     assert checked > 100_000_000  # every integer position of every width 40..400
     assert missed == 0, f"{missed}/{checked} boxes not covered, e.g. (w, x, y) {examples}"
@@ -141,15 +142,17 @@ def test_plan_views_coverage_other_frames(
 
 def test_plan_views_whole_frame_only_when_it_suffices() -> None:
     # 1280 / 192 * 14 = 93.3 px: a 100 px minimum face needs no tiles.
-    assert plan_views(FRAME_W, FRAME_H, 100, INPUT) == [View(0, 0, FRAME_W, True)]
+    assert plan_views(FRAME_W, FRAME_H, 100, INPUT) == [
+        View(0, 0, FRAME_W, FRAME_W, INPUT / FRAME_W, True)
+    ]
     assert len(plan_views(FRAME_W, FRAME_H, 40, INPUT)) > 1
 
 
 def test_plan_views_tiles_span_the_frame() -> None:
     views = plan_views(FRAME_W, FRAME_H, 40, INPUT)
     tiles = [v for v in views if not v.whole_frame]
-    assert min(v.x for v in tiles) == 0 and max(v.x + v.size for v in tiles) == FRAME_W
-    assert min(v.y for v in tiles) == 0 and max(v.y + v.size for v in tiles) == FRAME_H
+    assert min(v.x for v in tiles) == 0 and max(v.x + v.width for v in tiles) == FRAME_W
+    assert min(v.y for v in tiles) == 0 and max(v.y + v.height for v in tiles) == FRAME_H
 
 
 # ------------------------------------------------------------------------------- NMS
@@ -270,8 +273,8 @@ def positions(width: float) -> list[tuple[float, float]]:
     """Face centres: frame centre, the corners, and straddling the tile borders plan_views
     makes for this frame (so a face is cut by some tiles)."""
     tiles = [v for v in plan_views(FRAME_W, FRAME_H, 40, INPUT) if not v.whole_frame]
-    xs = sorted(({v.x for v in tiles} | {v.x + v.size for v in tiles}) - {0, FRAME_W})
-    ys = sorted(({v.y for v in tiles} | {v.y + v.size for v in tiles}) - {0, FRAME_H})
+    xs = sorted(({v.x for v in tiles} | {v.x + v.width for v in tiles}) - {0, FRAME_W})
+    ys = sorted(({v.y for v in tiles} | {v.y + v.height for v in tiles}) - {0, FRAME_H})
     assert xs and ys
     half = width * 1.2  # the whole head in the frame, not only the face box
 

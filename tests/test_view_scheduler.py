@@ -10,7 +10,7 @@ from conftest import MODELS, require_models
 from maskwatch.bench_cmd import bench_frame
 from maskwatch.config import parse_config
 from maskwatch.face_analyzer import FaceAnalyzer
-from maskwatch.face_detector import MIN_FACE_IN_INPUT, box_iou, plan_views
+from maskwatch.face_detector import MIN_FACE_IN_INPUT, box_iou, merged_view, plan_views
 from maskwatch.image_io import read_rgb
 from maskwatch.types import Face
 from maskwatch.view_scheduler import ViewScheduler
@@ -27,7 +27,8 @@ def face_at(x: float, y: float, width: float) -> Face:
 
 def inside(face: Face, view) -> bool:
     x1, y1, x2, y2 = face.box
-    return view.x <= x1 and view.y <= y1 and x2 <= view.x + view.size and y2 <= view.y + view.size
+    right, bottom = view.x + view.width, view.y + view.height
+    return view.x <= x1 and view.y <= y1 and x2 <= right and y2 <= bottom
 
 
 def test_without_faces_every_tile_runs_once_in_three_frames() -> None:
@@ -58,9 +59,22 @@ def test_a_large_face_needs_no_tile() -> None:
     assert len(scheduler.choose(VIEWS, WHOLE_MIN)) == 3
 
 
+def test_when_every_tile_must_run_they_run_as_one_view() -> None:
+    """Small faces in four of the six tiles, plus two tiles in turn: the whole frame and one
+    view over the frame at the tiles' scale, half the input pixels of the six tiles."""
+    scheduler = ViewScheduler(tiles_per_frame=2)
+    scheduler.remember([face_at(x, y, 60) for x in (10, 1200) for y in (10, 650)])
+    whole, merged = scheduler.choose(VIEWS, WHOLE_MIN)
+    assert whole.whole_frame and not merged.whole_frame
+    assert (merged.x, merged.y, merged.width, merged.height) == (0, 0, 1280, 720)
+    assert merged.scale == TILES[0].scale and merged.input_shape() == (256, 448)
+    rows, cols = merged.input_shape()
+    assert rows * cols < 0.55 * sum(t.input_shape()[0] * t.input_shape()[1] for t in TILES)
+
+
 def test_forget_drops_the_faces_and_zero_means_full_scan() -> None:
     scheduler = ViewScheduler(tiles_per_frame=2)
-    scheduler.remember([face_at(x, 300, 60) for x in (10, 400, 800, 1200)])
+    scheduler.remember([face_at(x, 300, 60) for x in (10, 1200)])
     assert len(scheduler.choose(VIEWS, WHOLE_MIN)) > 3
     scheduler.forget()
     assert len(scheduler.choose(VIEWS, WHOLE_MIN)) == 3
@@ -84,3 +98,15 @@ def test_live_detection_keeps_every_face_a_full_scan_finds(head: int) -> None:
             assert max(box_iou(np.array(face.box), np.array([f.box for f in full]))) > 0.4
     # Small faces appear within one round of tiles and are then seen on every frame.
     assert counts[3:] == [8] * 4
+
+
+def test_a_merged_view_finds_the_faces_the_tiles_find() -> None:
+    require_models()
+    detector = FaceAnalyzer(parse_config({"paths": {"models_dir": str(MODELS)}})).detector
+    frame = bench_frame(read_rgb(MODELS / "demo/astronaut.png"), 8, 160)
+    views = detector.plan(1280, 720)
+    full = detector.detect(frame)
+    merged = detector.detect(frame, views=[views[0], merged_view(views[1:])])
+    assert len(full) == len(merged) == 8
+    for face in merged:
+        assert max(box_iou(np.array(face.box), np.array([f.box for f in full]))) > 0.8

@@ -1,11 +1,17 @@
 """BlazeFace face detection over a whole frame, small faces included.
 
 The full-range BlazeFace model sees a 192x192 input. Letterboxing a 1280x720 frame into it
-shrinks a 40 px face to 6 px, below what the model finds reliably, so the detector runs the
+shrinks a 40 px face to 6 px, below what the model finds reliably, so a full scan runs the
 model on the whole frame (large faces) plus on overlapping tiles sized so that the configured
 minimum face width still covers ``MIN_FACE_IN_INPUT`` pixels of model input. All views go
 through the model one after another (its output shape fixes the batch at 1), and the
 results are merged by MediaPipe's weighted NMS.
+
+On live video, when every tile of a level has to run on a frame (small faces all over it),
+the tiles can run as one view instead (:func:`merged_view`): the network is rewritten in
+memory for that view's input size (:mod:`maskwatch.blazeface_resize`), and the tiles'
+overlaps and padding are no longer computed (at 1280x720 with 40 px faces: one 448x256 input
+instead of six 192x192 ones, half the pixels).
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from maskwatch.blazeface_resize import STRIDE, resized_model
 from maskwatch.tflite_runtime import Model
 from maskwatch.types import Face
 
@@ -35,16 +42,31 @@ OVERLAP_MARGIN = 1.3
 # 0.72 at worst), so the min_face check allows for it instead of dropping faces just above
 # min_face (with an exact check, min_face = 40 lost every face narrower than about 48 px).
 SMALL_BOX_RATIO = 0.75
+# The full-range network's output: one anchor per cell of a grid this much coarser than the
+# input.
+ANCHOR_STRIDE = 4
 
 
 @dataclass(frozen=True)
 class View:
-    """A square region of the frame fed to the model: frame pixels [x, x+size) x [y, y+size)."""
+    """A region of the frame fed to the model: frame pixels [x, x+width) x [y, y+height),
+    shrunk by ``scale`` (model input pixels per frame pixel)."""
 
     x: int
     y: int
-    size: int
+    width: int
+    height: int
+    scale: float
     whole_frame: bool
+
+    def input_shape(self) -> tuple[int, int]:
+        """Model input height and width: the shrunk region, padded up to the network's
+        stride."""
+        return _padded(self.height * self.scale), _padded(self.width * self.scale)
+
+
+def _padded(pixels: float) -> int:
+    return max(1, math.ceil(round(pixels) / STRIDE)) * STRIDE
 
 
 def plan_views(width: int, height: int, min_face: float, input_size: int) -> list[View]:
@@ -54,7 +76,7 @@ def plan_views(width: int, height: int, min_face: float, input_size: int) -> lis
     overlap is at most half a tile, so when the whole frame is too coarse for that (large
     frames, small ``min_face``) levels of larger tiles are put in between."""
     longest = max(width, height)
-    views = [View(0, 0, longest, True)]
+    views = [View(0, 0, longest, longest, input_size / longest, True)]
     max_ratio = input_size / (2 * OVERLAP_MARGIN * MIN_FACE_IN_INPUT)
     sizes = []
     tile = int(input_size * min_face / MIN_FACE_IN_INPUT)
@@ -67,7 +89,7 @@ def plan_views(width: int, height: int, min_face: float, input_size: int) -> lis
         overlap = min(overlap, tile // 2)
         xs = _tile_starts(width, tile, overlap)
         ys = _tile_starts(height, tile, overlap)
-        views += [View(x, y, tile, False) for y in ys for x in xs]
+        views += [View(x, y, tile, tile, input_size / tile, False) for y in ys for x in xs]
     return views
 
 
@@ -79,9 +101,23 @@ def _tile_starts(length: int, tile: int, overlap: int) -> list[int]:
     return [int(round(i * step)) for i in range(count)]
 
 
-def ssd_anchors(input_size: int, strides: list[int], anchors_per_layer: int) -> np.ndarray:
-    """Anchor centres (N x 2, in 0..1) as MediaPipe's SsdAnchorsCalculator makes them with
-    fixed anchor size: consecutive layers with the same stride share one grid."""
+def merged_view(tiles: list[View]) -> View:
+    """One view over the tiles' bounding box, at their common scale."""
+    scale = tiles[0].scale
+    if any(t.scale != scale or t.whole_frame for t in tiles):
+        raise ValueError("only tiles of one level can be merged")
+    x1, y1 = min(t.x for t in tiles), min(t.y for t in tiles)
+    x2 = max(t.x + t.width for t in tiles)
+    y2 = max(t.y + t.height for t in tiles)
+    return View(x1, y1, x2 - x1, y2 - y1, scale, False)
+
+
+def ssd_anchors(
+    height: int, width: int, strides: list[int], anchors_per_layer: int
+) -> np.ndarray:
+    """Anchor centres (N x 2, x then y, in 0..1 of the input) as MediaPipe's
+    SsdAnchorsCalculator makes them with fixed anchor size: consecutive layers with the same
+    stride share one grid."""
     centres = []
     i = 0
     while i < len(strides):
@@ -90,10 +126,10 @@ def ssd_anchors(input_size: int, strides: list[int], anchors_per_layer: int) -> 
         while i < len(strides) and strides[i] == stride:
             repeats += anchors_per_layer
             i += 1
-        grid = int(math.ceil(input_size / stride))
-        for gy in range(grid):
-            for gx in range(grid):
-                centres.extend([((gx + 0.5) / grid, (gy + 0.5) / grid)] * repeats)
+        rows, cols = int(math.ceil(height / stride)), int(math.ceil(width / stride))
+        for gy in range(rows):
+            for gx in range(cols):
+                centres.extend([((gx + 0.5) / cols, (gy + 0.5) / rows)] * repeats)
     return np.asarray(centres, dtype=np.float32)
 
 
@@ -144,12 +180,18 @@ class FaceDetector:
     ) -> None:
         self.model = Model(models_dir / FULL_RANGE_MODEL, threads=threads)
         self.input_size = self.model.input_shape[1]
-        self.anchors = ssd_anchors(self.input_size, [4], 1)
+        self.threads = threads
         self.min_face = float(min_face)
         self.score_threshold = score_threshold
         self.nms_iou = nms_iou
         self.max_faces = max_faces
         self._logit_threshold = math.log(score_threshold / (1.0 - score_threshold))
+        # The network and its anchors per input shape: the file's own, plus one rewritten
+        # network per merged live view (one per tile level of the camera's frame size).
+        size = self.input_size
+        self._networks: dict[tuple[int, int], tuple[Model, np.ndarray]] = {
+            (size, size): (self.model, _anchors(size, size))
+        }
 
     def plan(self, width: int, height: int, min_face: float | None = None) -> list[View]:
         """Every view a full scan of a width x height image runs."""
@@ -169,17 +211,17 @@ class FaceDetector:
         height, width = image.shape[:2]
         if views is None:
             views = self.plan(width, height, min_face)
-        scaled: dict[int, np.ndarray] = {}
+        scaled: dict[float, np.ndarray] = {}
         boxes, scores, kps = [], [], []
         for view in views:
-            if view.size not in scaled:
-                scaled[view.size] = self._scale_frame(image, view.size)
-            model_input = self._view_input(scaled[view.size], view)
-            regressors, logits = self._ordered_outputs(self.model.run(model_input))
+            if view.scale not in scaled:
+                scaled[view.scale] = shrink(image, view.scale)
+            x0, y0 = int(round(view.x * view.scale)), int(round(view.y * view.scale))
+            regressors, logits, anchors = self.raw_outputs(scaled[view.scale][y0:, x0:], view)
             keep = logits[0, :, 0] > self._logit_threshold
             if not keep.any():
                 continue
-            b, k = self._decode(regressors[0][keep], self.anchors[keep], view)
+            b, k = _decode(regressors[0][keep], anchors[keep], view)
             inside = self._not_cut_by_tile(b, view, width, height)
             boxes.append(b[inside])
             kps.append(k[inside])
@@ -197,40 +239,32 @@ class FaceDetector:
         faces.sort(key=lambda f: f.width * f.height, reverse=True)
         return faces[: self.max_faces]
 
-    def _scale_frame(self, image: np.ndarray, view_size: int) -> np.ndarray:
-        """The whole frame resized once for all views of one size (tiles share a scale)."""
-        return shrink(image, self.input_size / view_size)
-
-    def _view_input(self, scaled: np.ndarray, view: View) -> np.ndarray:
-        """The view cut from the scaled frame, zero-padded to the model input, in [-1, 1]."""
-        scale = self.input_size / view.size
-        x0, y0 = int(round(view.x * scale)), int(round(view.y * scale))
-        crop = scaled[y0 : y0 + self.input_size, x0 : x0 + self.input_size]
-        canvas = np.full((1, self.input_size, self.input_size, 3), -1.0, np.float32)
+    def raw_outputs(
+        self, shrunk: np.ndarray, view: View
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The network's regressors (16 values per anchor, in input pixels), score logits and
+        anchor centres (input pixels) for a view whose shrunk region starts at the top left
+        of ``shrunk``, padded with black to the view's input shape."""
+        rows, cols = view.input_shape()
+        model, anchors = self._network(rows, cols)
+        crop = shrunk[:rows, :cols]
+        canvas = np.full((1, rows, cols, 3), -1.0, np.float32)
         canvas[0, : crop.shape[0], : crop.shape[1]] = crop * (1.0 / 127.5) - 1.0
-        return canvas
-
-    @staticmethod
-    def _ordered_outputs(outputs: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-        """Regressors (16 values per anchor) and score logits (1 value), whatever their order."""
+        outputs = model.run(canvas)
         if outputs[0].shape[-1] == 16:
-            return outputs[0], outputs[1]
-        return outputs[1], outputs[0]
+            return outputs[0], outputs[1], anchors
+        return outputs[1], outputs[0], anchors
 
-    def _decode(
-        self, raw: np.ndarray, anchors: np.ndarray, view: View
-    ) -> tuple[np.ndarray, np.ndarray]:
-        s = float(self.input_size)
-        cx = raw[:, 0] / s + anchors[:, 0]
-        cy = raw[:, 1] / s + anchors[:, 1]
-        w = raw[:, 2] / s
-        h = raw[:, 3] / s
-        boxes = np.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], axis=1)
-        kps = raw[:, 4:16].reshape(-1, 6, 2) / s + anchors[:, None, :]
-        offset = np.array([view.x, view.y], np.float32)
-        boxes = boxes * view.size + np.tile(offset, 2)
-        kps = kps * view.size + offset
-        return boxes, kps
+    def _network(self, rows: int, cols: int) -> tuple[Model, np.ndarray]:
+        if (rows, cols) not in self._networks:
+            log.info("detector: BlazeFace rewritten for a %dx%d input (merged live view)",
+                     cols, rows)
+            content = resized_model(self.model.path.read_bytes(), rows, cols)
+            model = Model(
+                self.model.path, self.threads, content=content, input_shape=(1, rows, cols, 3)
+            )
+            self._networks[(rows, cols)] = (model, _anchors(rows, cols))
+        return self._networks[(rows, cols)]
 
     @staticmethod
     def _not_cut_by_tile(boxes: np.ndarray, view: View, width: int, height: int) -> np.ndarray:
@@ -244,11 +278,28 @@ class FaceDetector:
             keep &= boxes[:, 0] > view.x + margin
         if view.y > 0:
             keep &= boxes[:, 1] > view.y + margin
-        if view.x + view.size < width:
-            keep &= boxes[:, 2] < view.x + view.size - margin
-        if view.y + view.size < height:
-            keep &= boxes[:, 3] < view.y + view.size - margin
+        if view.x + view.width < width:
+            keep &= boxes[:, 2] < view.x + view.width - margin
+        if view.y + view.height < height:
+            keep &= boxes[:, 3] < view.y + view.height - margin
         return keep
+
+
+def _decode(raw: np.ndarray, anchors: np.ndarray, view: View) -> tuple[np.ndarray, np.ndarray]:
+    """Boxes and keypoints in frame pixels from regressors and anchor centres in the view's
+    input pixels."""
+    cx = raw[:, 0] + anchors[:, 0]
+    cy = raw[:, 1] + anchors[:, 1]
+    half_w, half_h = raw[:, 2] / 2, raw[:, 3] / 2
+    boxes = np.stack([cx - half_w, cy - half_h, cx + half_w, cy + half_h], axis=1)
+    kps = raw[:, 4:16].reshape(-1, 6, 2) + anchors[:, None, :]
+    offset = np.array([view.x, view.y], np.float32)
+    return boxes / view.scale + np.tile(offset, 2), kps / view.scale + offset
+
+
+def _anchors(rows: int, cols: int) -> np.ndarray:
+    """Anchor centres of the full-range network in input pixels."""
+    return ssd_anchors(rows, cols, [ANCHOR_STRIDE], 1) * np.array([cols, rows], np.float32)
 
 
 def shrink(image: np.ndarray, scale: float) -> np.ndarray:

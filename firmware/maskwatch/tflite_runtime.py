@@ -105,8 +105,14 @@ class Model:
         threads: int = 1,
         accelerator: Accelerator | None = None,
         edgetpu_device: str = "",
+        content: bytes | None = None,
+        input_shape: tuple[int, ...] | None = None,
     ) -> None:
-        if not path.is_file():
+        """``content``: the model's bytes when they are not the file's (a copy rewritten in
+        memory, see :mod:`maskwatch.blazeface_resize`); ``path`` then only names it.
+        ``input_shape``: set before the first allocation (a rewritten network does not
+        allocate at its file's shape)."""
+        if content is None and not path.is_file():
             raise FileNotFoundError(f"model file not found: {path} (run `maskwatch setup`)")
         interpreter_cls, load_delegate, _ = _import_runtime()
         delegates = []
@@ -115,8 +121,14 @@ class Model:
             delegates.append(load_delegate(EDGETPU_LIBRARY, options))
         self.path = path
         self._interp = interpreter_cls(
-            model_path=str(path), num_threads=threads, experimental_delegates=delegates or None
+            model_path=None if content is not None else str(path),
+            model_content=content,
+            num_threads=threads,
+            experimental_delegates=delegates or None,
         )
+        if input_shape is not None:
+            index = self._interp.get_input_details()[0]["index"]
+            self._interp.resize_tensor_input(index, input_shape)
         self._interp.allocate_tensors()
         self._input = self._interp.get_input_details()[0]
         self._outputs = self._interp.get_output_details()
