@@ -15,7 +15,8 @@ import numpy as np
 import pytest
 
 from maskwatch.frame_source import SourceError
-from maskwatch.opencv_source import OpenCVSource, redact
+from maskwatch.opencv_source import OpenCVSource
+from maskwatch.redact import redact_url as redact
 from maskwatch.source_factory import ReopeningSource
 
 FPS = 10.0

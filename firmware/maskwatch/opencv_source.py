@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 import math
 import os
-import re
 import time
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
@@ -20,6 +19,7 @@ import cv2
 import numpy as np
 
 from maskwatch.frame_source import LiveSource, SourceError
+from maskwatch.redact import redact_url
 from maskwatch.types import Frame
 
 log = logging.getLogger(__name__)
@@ -55,7 +55,7 @@ class OpenCVSource(LiveSource):
             self.name = f"V4L2 camera {device}"
             self._capture = self._open_device(device, width, height, fps)
         else:
-            self.name = f"stream {redact(str(target))}"
+            self.name = f"stream {redact_url(str(target))}"
             self._capture = self._open_stream(str(target))
         self._size = (
             int(self._capture.get(cv2.CAP_PROP_FRAME_WIDTH)),
@@ -155,11 +155,6 @@ def _device(target: str | int) -> str | int | None:
     if target.startswith("/dev/"):
         return target
     return None
-
-
-def redact(url: str) -> str:
-    """The URL without its password, for logs and the status page."""
-    return re.sub(r"^([a-zA-Z][a-zA-Z0-9+.-]*://[^:/@]*):[^@/]*@", r"\1:***@", url)
 
 
 def _to_rgb(bgr: np.ndarray) -> np.ndarray:
