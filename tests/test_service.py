@@ -3,6 +3,7 @@ alarms coming out of the event interface (the alarm journal subscriber logs them
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import signal
@@ -11,6 +12,8 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -22,6 +25,7 @@ START_TIMEOUT_S = 90
 
 class RunningService:
     def __init__(self, tmp_path: Path, source_toml: str) -> None:
+        self.tmp_path = tmp_path
         self.config = tmp_path / "maskwatch.toml"
         self.config.write_text(
             f'[paths]\nmodels_dir = "{MODELS}"\n[web]\nbind = "127.0.0.1"\nport = 0\n{source_toml}'
@@ -103,6 +107,14 @@ def test_demo_service_ready_alarms_reload_and_stop(service_factory) -> None:
     service.wait_message("WATCHDOG=1", 5)
     service.wait_message("STATUS=", 10)
 
+    # Re-reading an unchanged file keeps tracks and decisions: the same unmasked person
+    # (the demo's near face stays unmasked until t = 6 s) raises no second alarm.
+    mark = len(service.lines)
+    service.proc.send_signal(signal.SIGHUP)
+    service.wait_line("config reloaded", 10, after=mark)
+    time.sleep(3.0)
+    assert not [line for line in service.lines[mark:] if "ALARM " in line]
+
     service.config.write_text("[detector]\nmin_face = 1\n")
     mark = len(service.lines)
     service.messages.clear()
@@ -137,3 +149,78 @@ def test_file_source_service_alarms(service_factory) -> None:
     service.wait_line("ALARM ", 30)
     service.proc.send_signal(signal.SIGTERM)
     assert service.proc.wait(10) == 0
+
+
+def web_url(service: RunningService) -> str:
+    line = service.wait_line("web: listening on ", 30)
+    return line.split("web: listening on ", 1)[1].split()[0].rstrip("/")
+
+
+def get(url: str, auth: str | None = None) -> tuple[int, dict]:
+    request = urllib.request.Request(url)
+    if auth is not None:
+        token = base64.b64encode(f"admin:{auth}".encode()).decode()
+        request.add_header("Authorization", f"Basic {token}")
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+
+
+def set_password(service: RunningService, password: str) -> None:
+    env = dict(os.environ, MASKWATCH_STATE_DIR=str(service.tmp_path / "state"))
+    subprocess.run(
+        [sys.executable, "-m", "maskwatch", "set-password", "--config", str(service.config)],
+        input=password + "\n", text=True, env=env, check=True, capture_output=True, timeout=60,
+    )
+
+
+def test_no_camera_means_no_detection_and_no_alarm(service_factory) -> None:
+    """The default source (auto) on a machine without a camera: READY with the page up,
+    "camera down" in STATUS= and /healthz, and not one alarm reaches a real TCP receiver."""
+    if Path("/dev/video0").exists():
+        pytest.skip("this machine has a V4L2 camera")
+    received: list[bytes] = []
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(0.5)
+    port = listener.getsockname()[1]
+    service = service_factory(f'[[outputs.tcp]]\nhost = "127.0.0.1"\nport = {port}\n')
+    service.wait_message("READY=1", START_TIMEOUT_S)
+    service.wait_message("camera down, retrying", 15)
+    service.wait_line("camera down, retrying: no camera found", 15)
+    status, health = get(web_url(service) + "/healthz")
+    assert status == 503 and health["status"] == "degraded"
+    assert "camera down, retrying" in health["problems"]
+    deadline = time.monotonic() + 30
+    with listener:
+        while time.monotonic() < deadline:
+            try:
+                conn, _ = listener.accept()
+            except socket.timeout:
+                continue
+            with conn:
+                received.append(conn.recv(65536))
+    assert received == []
+    assert not [line for line in service.lines if "ALARM " in line or "demo scene" in line]
+
+
+def test_health_says_only_words_and_status_hides_credentials(service_factory) -> None:
+    """/healthz answers anyone, so it names no URL, host, user or path; /api/status, behind
+    the login, shows the camera error with the password and token removed."""
+    url = "rtsp://camuser:pa/ss@w0rd@127.0.0.1:9/live?token=t0ken&channel=1"
+    service = service_factory(f'[source]\nkind = "rtsp"\nurl = "{url}"\nread_timeout_s = 1\n')
+    service.wait_message("READY=1", START_TIMEOUT_S)
+    base = web_url(service)
+    service.wait_line("camera down, retrying", 30)
+    status, health = get(base + "/healthz")
+    assert status == 503 and health["status"] == "degraded"
+    text = json.dumps(health)
+    for secret in ("camuser", "pa/ss", "w0rd", "t0ken", "127.0.0.1", "rtsp", "/live"):
+        assert secret not in text
+    set_password(service, "correct horse")
+    status, full = get(base + "/api/status", auth="correct horse")
+    assert status == 200
+    assert "camuser:***@127.0.0.1:9/live?token=***" in full["camera_error"]
+    text = json.dumps(full) + "\n".join(service.lines)
+    assert "pa/ss" not in text and "w0rd" not in text and "t0ken" not in text

@@ -156,18 +156,35 @@ def test_kind_v4l2_and_rtsp_say_what_failed() -> None:
     assert "secret" not in str(info.value)
 
 
-def test_auto_falls_back_to_demo_on_a_machine_without_cameras(
+def test_auto_without_a_camera_says_why_and_never_shows_the_demo_scene(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
+    """A device whose camera is missing must not run (and alarm on) the synthetic scene."""
     if Path("/dev/video0").exists() or importlib.util.find_spec("picamera2") is not None:
-        pytest.skip("this machine has a camera or picamera2: auto would not fall back")
+        pytest.skip("this machine has a camera or picamera2")
     caplog.set_level(logging.INFO, logger="maskwatch.source_factory")
-    with open_source(config(kind="auto", **SMALL), MODELS) as source:
-        assert isinstance(source, DemoSource)
+    with pytest.raises(SourceError, match=r"no camera found \(picamera2: .*python3-picamera2"):
+        open_source(config(kind="auto", **SMALL), MODELS)
     skipped = " ".join(r.getMessage() for r in caplog.records)
-    assert "skipping picamera2: " in skipped and "python3-picamera2" in skipped
     assert "skipping jetson: " in skipped
     assert "skipping v4l2: /dev/video0 does not exist" in skipped
+
+
+def test_auto_waits_for_a_camera_that_is_plugged_in_later(fake_picamera2: ModuleType) -> None:
+    fake_picamera2.cameras = 0
+    delays: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        delays.append(seconds)
+        assert not source.camera_up and "no camera found" in source.last_error
+        fake_picamera2.cameras = 1 if len(delays) == 3 else 0
+
+    source = open_reopening_source(config(kind="auto", **SMALL), MODELS, sleep=sleep)
+    with source:
+        frame = source.read()
+        assert frame is not None and source.camera_up
+        assert "picamera2" in source.description
+    assert delays == [0.5, 1.0, 2.0]
 
 
 def test_auto_prefers_the_pi_camera(fake_picamera2: ModuleType) -> None:
@@ -179,8 +196,8 @@ def test_auto_with_a_v4l2_path_skips_the_csi_cameras(
     fake_picamera2: ModuleType, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO, logger="maskwatch.source_factory")
-    with open_source(config(kind="auto", device="/dev/video9", **SMALL), MODELS) as source:
-        assert isinstance(source, DemoSource)
+    with pytest.raises(SourceError, match="v4l2: /dev/video9 does not exist"):
+        open_source(config(kind="auto", device="/dev/video9", **SMALL), MODELS)
     assert not fake_picamera2.instances
     assert "skipping picamera2: device = '/dev/video9' names a V4L2 camera" in caplog.text
 

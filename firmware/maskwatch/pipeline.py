@@ -25,6 +25,17 @@ from maskwatch.types import Alarm, FaceResult, Frame
 
 log = logging.getLogger(__name__)
 
+# Sections that change what is detected or decided. A reload that changes one of them starts
+# with fresh tracks and decisions; any other change keeps them, and with them the alarm mask
+# time, so re-reading an unchanged file never alarms on the same person twice.
+DETECTION_SECTIONS = (
+    "runtime", "detector", "classifier", "tracker", "decision", "processing", "gates", "paths",
+)
+
+
+def detection_changed(old: Config, new: Config) -> bool:
+    return any(getattr(old, name) != getattr(new, name) for name in DETECTION_SECTIONS)
+
 
 class PipelineState(str, Enum):
     ACTIVE = "active"
@@ -95,6 +106,18 @@ class Pipeline:
         if self.clock is not None and not self.schedule.is_active(self.clock()):
             return PipelineState.OUTSIDE_SCHEDULE
         return PipelineState.ACTIVE
+
+    def adopt_conditions(self, config: Config) -> None:
+        """Take a reloaded config whose detection settings are unchanged: the schedule,
+        privacy zones and IR settings are replaced, tracks and decisions go on. The new
+        conditions are all made before anything is swapped, so a failure changes nothing."""
+        if detection_changed(self.config, config):
+            raise ValueError("detection settings changed: build a new Pipeline")
+        privacy, schedule = PrivacyMask(config.privacy), Schedule(config.schedule)
+        ir = self.ir if config.ir == self.config.ir else IrDetector(config.ir)
+        if ir is not self.ir:
+            self.ir.close()
+        self.config, self.privacy, self.schedule, self.ir = config, privacy, schedule, ir
 
     def close(self) -> None:
         self.ir.close()

@@ -3,11 +3,13 @@
 A capture thread reads the camera into a one-frame slot (old frames are dropped, never
 queued); the main thread takes the newest frame, runs the pipeline at the fps cap and
 publishes frames and alarms on the event bus, which alarm outputs and the web page subscribe
-to. systemd hears READY once camera and models are up, a watchdog ping from every loop turn
-(a stuck loop gets the service restarted) and a STATUS= line every few seconds.
+to. systemd hears READY once models and page are up (a missing camera is reported as "camera
+down, retrying" and waited for, never replaced by the demo scene), a watchdog ping from every
+loop turn (a stuck loop gets the service restarted) and a STATUS= line every few seconds.
 
 SIGTERM stops within a few seconds; SIGHUP reloads the config: a bad new config is logged
-and the running one kept, a changed [source] restarts the capture side (F13).
+and the running one kept, a changed [source] restarts the capture side (F13), and tracks and
+decisions are kept unless the detection settings changed.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from maskwatch.event_store import EventStore, EventStoreError, open_event_store
 from maskwatch.face_analyzer import FaceAnalyzer
 from maskwatch.frame_slot import LatestFrameSlot
 from maskwatch.outputs import build_outputs
-from maskwatch.pipeline import FrameOutcome, Pipeline
+from maskwatch.pipeline import FrameOutcome, Pipeline, detection_changed
 from maskwatch.sd_notify import Notifier
 from maskwatch.service_status import ServiceStatus
 from maskwatch.source_factory import ReopeningSource, open_reopening_source
@@ -165,6 +167,10 @@ class Service:
         pipeline = Pipeline(
             config, FaceAnalyzer(config, live=True), clock=lambda: datetime.now(timezone.utc)
         )
+        self._show_pipeline(config, pipeline)
+        return pipeline
+
+    def _show_pipeline(self, config: Config, pipeline: Pipeline) -> None:
         self.status.update(
             device=config.device.name,
             detector_model=pipeline.analyzer.detector.model.path.name,
@@ -174,7 +180,6 @@ class Service:
             timezone=pipeline.schedule.zone_name,
             ir_source=pipeline.ir.description,
         )
-        return pipeline
 
     def _start_capture(self, config: Config) -> Capture:
         capture = Capture(open_reopening_source(config.source, config.paths.models()), self.slot)
@@ -199,6 +204,7 @@ class Service:
         while not self._stop.is_set():
             frame = self.slot.take(LOOP_WAIT_S)
             now = time.monotonic()
+            self.status.loop_turned()
             if ping_every is not None and now - last_ping >= ping_every:
                 self.notifier.watchdog()
                 last_ping = now
@@ -210,8 +216,9 @@ class Service:
                 if outcome is not None:
                     self._publish(outcome)
             self._refresh_status()
-            web_up = self.web is None or self.web.up
-            if not self._ready_sent and web_up and self.status.snapshot()["camera_up"]:
+            # READY once models and page are up, camera or not: a missing camera is reported
+            # (status, STATUS=, /healthz) and retried, and systemd must not restart-loop.
+            if not self._ready_sent and (self.web is None or self.web.up):
                 self.notifier.ready()
                 self._ready_sent = True
                 log.info("ready: %s", self.status.summary())
@@ -261,14 +268,19 @@ class Service:
             self.notifier.ready()
             return
         try:
-            pipeline = self._build_pipeline(new)
+            if detection_changed(self.config, new):
+                pipeline = self._build_pipeline(new)
+                self.pipeline.close()
+                self.pipeline = pipeline
+                log.info("detection settings changed: tracks and decisions start afresh")
+            else:
+                self.pipeline.adopt_conditions(new)
+                self._show_pipeline(new, self.pipeline)
         except (OSError, ValueError, RuntimeError) as exc:
             log.error("reload refused, keeping the running config: %s", exc)
             self.status.update(config_error=str(exc))
             self.notifier.ready()
             return
-        self.pipeline.close()
-        self.pipeline = pipeline
         if new.source != self.config.source or new.paths != self.config.paths:
             log.info("source settings changed: restarting capture")
             self.capture.stop()

@@ -1,7 +1,9 @@
-"""What the running service is doing, for the status page, /api/status and systemd's STATUS=.
+"""What the running service is doing, for the status page, /api/status and systemd's STATUS=,
+and how healthy that is, for /healthz.
 
 One object, written by the processing loop and read by the web threads; readers take a
-snapshot (a plain dict) so they never see a half-updated state.
+snapshot (a plain dict) so they never see a half-updated state. Rates and ages are worked out
+when the snapshot is taken, not when the loop last wrote, so a stalled loop shows as stalled.
 """
 
 from __future__ import annotations
@@ -9,10 +11,20 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
+from typing import Any
 
 from maskwatch import __version__
+
+# No processed frame for this long while the camera delivers: the loop is stalled (degraded).
+STALE_FRAME_S = 5.0
+# The processing loop turns at least every quarter second; this long without a turn, it is
+# stuck and systemd's watchdog is about to restart the service (down).
+STUCK_LOOP_S = 30.0
+# Destination states (dispatcher.Dispatcher.health) that mean alarms are not going out.
+FAILED_OUTPUT_STATES = frozenset({"error", "stuck"})
 
 
 @dataclass
@@ -51,11 +63,14 @@ class StatusFields:
 class ServiceStatus:
     FPS_WINDOW_S = 5.0
 
-    def __init__(self) -> None:
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
         self._lock = threading.Lock()
         self._fields = StatusFields()
-        self._started = time.monotonic()
+        self._started = clock()
         self._processed_at: deque[float] = deque()
+        self._last_frame: float | None = None
+        self._loop_turned = self._started
 
     def update(self, **changes: object) -> None:
         with self._lock:
@@ -64,15 +79,19 @@ class ServiceStatus:
                     raise AttributeError(f"no status field {key}")
                 setattr(self._fields, key, value)
 
+    def loop_turned(self) -> None:
+        """The processing loop is alive (it turns at least every quarter second)."""
+        now = self._clock()
+        with self._lock:
+            self._loop_turned = now
+
     def frame_processed(self, faces: int) -> None:
         """Count a processed frame; fps is measured over the last few wall-clock seconds."""
-        now = time.monotonic()
+        now = self._clock()
         with self._lock:
             self._processed_at.append(now)
-            while self._processed_at and now - self._processed_at[0] > self.FPS_WINDOW_S:
-                self._processed_at.popleft()
-            span = now - self._processed_at[0] if len(self._processed_at) > 1 else 0.0
-            self._fields.fps = round((len(self._processed_at) - 1) / span, 2) if span else 0.0
+            self._last_frame = now
+            self._forget_before(now)
             self._fields.frames_processed += 1
             self._fields.faces_in_frame = faces
 
@@ -82,16 +101,67 @@ class ServiceStatus:
             self._fields.last_alarm_utc = datetime.now(timezone.utc).isoformat()
 
     def snapshot(self) -> dict[str, object]:
+        now = self._clock()
         with self._lock:
+            self._forget_before(now)
+            times = self._processed_at
+            span = times[-1] - times[0] if len(times) > 1 else 0.0
+            self._fields.fps = round((len(times) - 1) / span, 2) if span else 0.0
             data = asdict(self._fields)
-        data["uptime_s"] = round(time.monotonic() - self._started, 1)
+            last = self._last_frame
+            data["frame_age_s"] = None if last is None else round(now - last, 1)
+            data["loop_age_s"] = round(now - self._loop_turned, 1)
+        data["uptime_s"] = round(now - self._started, 1)
         return data
+
+    def _forget_before(self, now: float) -> None:
+        while self._processed_at and now - self._processed_at[0] > self.FPS_WINDOW_S:
+            self._processed_at.popleft()
 
     def summary(self) -> str:
         """One line for systemd's STATUS= and the journal."""
         s = self.snapshot()
-        camera = "camera up" if s["camera_up"] else f"camera DOWN ({s['camera_error'] or 'waiting'})"
+        camera = ("camera up" if s["camera_up"] else
+                  f"camera down, retrying ({s['camera_error'] or 'waiting for frames'})")
         return (
             f"{s['state']}, {camera}, {s['fps']:.1f} fps, {s['faces_in_frame']} face(s), "
             f"{s['alarms']} alarm(s)"
         )
+
+
+@dataclass(frozen=True)
+class Health:
+    """What /healthz tells anyone who asks, without a login: ``problems`` are fixed words
+    that hold no address, host, user or path (those stay behind the login, in /api/status)."""
+
+    status: str  # ok, degraded, down
+    problems: list[str]
+
+
+def assess_health(s: Mapping[str, Any]) -> Health:
+    """Health from a :meth:`ServiceStatus.snapshot`: worked out from ages and the latest
+    results, so it recovers by itself once the cause is gone."""
+    down: list[str] = []
+    degraded: list[str] = []
+    if s.get("state") == "stopping":
+        down.append("service stopping")
+    if (s.get("loop_age_s") or 0.0) > STUCK_LOOP_S:
+        down.append("processing loop stuck")
+    if s.get("state") == "starting":
+        degraded.append("service starting")
+    if not s.get("camera_up"):
+        degraded.append("camera down, retrying")
+    else:
+        age = s.get("frame_age_s")
+        if age is None:
+            degraded.append("no frame processed yet")
+        elif age > STALE_FRAME_S:
+            degraded.append(f"no frame processed for {age:.0f} s")
+    if s.get("event_log_error"):
+        degraded.append("event log cannot store alarms")
+    outputs = s.get("outputs") or {}
+    failing = sum(1 for o in outputs.values() if o.get("state") in FAILED_OUTPUT_STATES)
+    if failing:
+        degraded.append(f"{failing} alarm output(s) not working")
+    status = "down" if down else "degraded" if degraded else "ok"
+    return Health(status, down + degraded)

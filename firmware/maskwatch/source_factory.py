@@ -22,6 +22,7 @@ import numpy as np
 
 from maskwatch.config import SourceConfig
 from maskwatch.frame_source import FrameSource, SourceError
+from maskwatch.redact import redact_text
 from maskwatch.types import Frame
 
 log = logging.getLogger(__name__)
@@ -78,7 +79,8 @@ def open_source(cfg: SourceConfig, models_dir: Path) -> FrameSource:
     """The configured source, opened and delivering, rotated as configured.
 
     Raises :class:`SourceError` with an installer-facing reason when it cannot be opened;
-    ``auto`` only raises when even the demo scene cannot start (its photo is missing).
+    ``auto`` raises when no camera is found (the demo scene runs only when asked for by
+    ``kind = "demo"``: a device whose camera cable came loose must not raise its alarms).
     """
     if cfg.kind == "auto":
         return _rotated(_probe(cfg, models_dir)[1], cfg.rotation)
@@ -92,9 +94,9 @@ def open_reopening_source(
 ) -> ReopeningSource:
     """What the service reads: the configured source, reopened whenever it fails.
 
-    With ``kind = "auto"`` the back-end found at the first successful open is kept for every
-    reopen, so a camera that drops out is waited for instead of being replaced by the demo
-    scene. Only a non-looping file has a real end.
+    With ``kind = "auto"`` the probe is repeated until a camera is found, and the back-end
+    found then is kept for every reopen, so a camera that drops out is waited for. Only a
+    non-looping file has a real end.
     """
     chosen = cfg
 
@@ -202,7 +204,7 @@ class ReopeningSource(FrameSource):
             except Exception as exc:  # whatever a back-end throws, the service stays up
                 self._failed(_reason(exc))
                 return None
-            self._description = self._source.description
+            self._description = redact_text(self._source.description)
             self._first_after_open = True
             if self._failed_before:
                 self.reopen_count += 1
@@ -239,8 +241,9 @@ class ReopeningSource(FrameSource):
         return out
 
     def _failed(self, reason: str) -> None:
+        reason = redact_text(reason)  # it goes to the log and the status page
         if self.camera_up or reason != self.last_error:
-            log.warning("source failed: %s", reason)
+            log.warning("camera down, retrying: %s", reason)
         self.camera_up = False
         self.last_error = reason
         self._failed_before = True
@@ -313,8 +316,10 @@ _OPENERS: dict[str, Callable[[SourceConfig, Path], FrameSource]] = {
 
 
 def _probe(cfg: SourceConfig, models_dir: Path) -> tuple[str, FrameSource]:
-    """``auto``: the first back-end that opens and delivers a frame, logging why each one
-    before it was skipped, so an installer can see why the demo scene came up."""
+    """``auto``: the first camera back-end that opens, logging why each one before it was
+    skipped, so an installer can see what is missing. Raises :class:`SourceError` when
+    there is none."""
+    reasons = []
     for kind in ("picamera2", "jetson", "v4l2"):
         reason = _unavailable(kind, cfg)
         if reason is None:
@@ -326,8 +331,8 @@ def _probe(cfg: SourceConfig, models_dir: Path) -> tuple[str, FrameSource]:
                 log.info("source auto: using %s", kind)
                 return kind, source
         log.info("source auto: skipping %s: %s", kind, reason)
-    log.warning("source auto: no camera found; showing the built-in demo scene")
-    return "demo", _open_demo(cfg, models_dir)
+        reasons.append(f"{kind}: {reason}")
+    raise SourceError("no camera found (" + "; ".join(reasons) + ")")
 
 
 def _unavailable(kind: str, cfg: SourceConfig) -> str | None:

@@ -48,6 +48,9 @@ class ServiceCollector:
         })
         yield gauge("fps", "processed frames per second (last 5 s)", s.get("fps"))
         yield gauge("fps_cap", "configured processing frame-rate cap", s.get("fps_cap"))
+        age = s.get("frame_age_s")
+        yield gauge("frame_age_seconds", "seconds since the last processed frame (NaN: none yet)",
+                    float("nan") if age is None else age)
         yield gauge("faces", "faces in the last processed frame", s.get("faces_in_frame"))
         yield counter("frames_processed", "frames run through detection", s.get("frames_processed"))
         yield counter("frames_captured", "frames read from the camera", s.get("frames_captured"))
