@@ -33,7 +33,7 @@ from maskwatch.service import AlarmEvent
 from maskwatch.service_status import ServiceStatus
 from maskwatch.types import Alarm, Classification, Face, FaceResult, Frame, Label
 from maskwatch.web import WebServer, WebServerError, create_app
-from maskwatch.web.auth import PASSWORD_FILE, SECRET_FILE, LoginLimiter, set_password
+from maskwatch.web.auth import PASSWORD_FILE, SECRET_FILE, LoginGate, set_password
 from maskwatch.web.live import FrameHub, mjpeg_stream
 
 PASSWORD = "correct horse battery"
@@ -253,17 +253,18 @@ def test_login_attempts_are_rate_limited_per_client(app) -> None:
 
 def test_limiter_forgets_after_a_minute() -> None:
     now = [0.0]
-    limiter = LoginLimiter(5, clock=lambda: now[0])
+    gate = LoginGate(5, 100, clock=lambda: now[0])
     for _ in range(5):
-        limiter.failed("a")
-    assert limiter.retry_after("a") == 60
+        assert gate.check("a", lambda: False) is False
+    assert gate.check("a", lambda: True).retry_after == 60
     now[0] = 30.0
-    assert 29 <= limiter.retry_after("a") <= 30
+    assert 29 <= gate.check("a", lambda: True).retry_after <= 30
     now[0] = 60.0
-    assert limiter.retry_after("a") == 0
-    limiter.failed("b")
-    limiter.succeeded("b")
-    assert limiter.retry_after("b") == 0
+    assert gate.check("a", lambda: True) is True
+    assert gate.check("b", lambda: False) is False
+    assert gate.check("b", lambda: True) is True  # a success forgets the failures
+    for _ in range(5):
+        assert gate.check("b", lambda: False) is False
 
 
 def test_basic_auth_for_scripts_and_prometheus(app) -> None:

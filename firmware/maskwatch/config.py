@@ -602,6 +602,8 @@ class WebConfig(Section):
     public_url: str = Field("", max_length=512, description="e.g. https://cam.local:8080")
     session_hours: float = Field(12.0, gt=0.0, le=24.0 * 30)
     login_attempts_per_minute: int = Field(5, ge=1, le=100)
+    login_checks_per_minute: int = Field(
+        20, ge=1, le=600, description="password checks per minute from all addresses")
     max_viewers: int = Field(4, ge=1, le=32)
     stream_width: int = Field(960, ge=0, le=3840, description="0 = the frame's own width")
     stream_max_fps: float = Field(15.0, gt=0.0, le=60.0)

@@ -12,9 +12,12 @@ hand it a small fake:
 
 Access (F21): every route but ``/healthz`` needs the admin login (a session cookie, or HTTP
 Basic auth as ``admin`` for scripts and Prometheus). Pages redirect to ``/login``; the API,
-stream, metrics and static files answer 401. Every POST carries the session's CSRF token;
-failed logins are limited per client address. Query parameters of the API are checked
-strictly: an unknown or malformed one answers 400 with a message, never 500.
+stream, metrics and static files answer 401. Every POST carries the session's CSRF token.
+Sessions live on the device (``SessionStore``): logout ends them, and they end a fixed time
+after the login. Every password check, by form or Basic auth, goes through one ``LoginGate``
+(per client or known browser, for all clients together, and at most two at once). Query
+parameters of the API are checked strictly: an unknown or malformed one answers 400 with a
+message, never 500.
 """
 
 from __future__ import annotations
@@ -52,7 +55,15 @@ from werkzeug.exceptions import HTTPException
 
 from maskwatch import __version__
 from maskwatch.config import WebConfig
-from maskwatch.web.auth import USERNAME, LoginLimiter, PasswordStore, secret_key
+from maskwatch.web.auth import (
+    USERNAME,
+    KnownBrowsers,
+    LoginGate,
+    PasswordStore,
+    Refusal,
+    SessionStore,
+    secret_key,
+)
 from maskwatch.web.live import BOUNDARY, FrameHub, lower_thread_priority, mjpeg_stream
 from maskwatch.web.metrics import ServiceCollector, metrics_text
 
@@ -66,7 +77,7 @@ MAX_EPOCH_MS = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z
 EVENT_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 STREAM_ID = re.compile(r"[A-Za-z0-9]{1,32}")
 THUMB_WIDTH = 240
-BASIC_CACHE_S = 60.0
+BROWSER_COOKIE = "maskwatch_browser"
 PUBLIC_ENDPOINTS = {"healthz", "login", "login_post"}
 # Answer 401 (not a redirect to the login page) under these paths.
 API_PREFIXES = ("/api/", "/stream.mjpg", "/live.jpg", "/metrics", "/static/")
@@ -157,26 +168,30 @@ def create_app(service: Any, *, client_ip: Callable[[], str] | None = None,
     config = service.config
     web = web or getattr(config, "web", None) or WebConfig()
     state_dir = Path(config.storage.resolve_state_dir())
+    key = secret_key(state_dir)
     app = Flask("maskwatch.web", root_path=str(HERE), static_folder="static",
                 template_folder="templates")
     app.config.update(
-        SECRET_KEY=secret_key(state_dir),
+        SECRET_KEY=key,
         SESSION_COOKIE_NAME="maskwatch_session",
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Strict",
         SESSION_COOKIE_SECURE=web.tls,
         PERMANENT_SESSION_LIFETIME=timedelta(hours=web.session_hours),
+        SESSION_REFRESH_EACH_REQUEST=False,  # the cookie ends with the session it names
         SEND_FILE_MAX_AGE_DEFAULT=0,
         MAX_CONTENT_LENGTH=16 * 1024,
         MAX_FORM_MEMORY_SIZE=16 * 1024,
         JSON_SORT_KEYS=False,
         TEMPLATES_AUTO_RELOAD=False,
     )
+    lifetime_s = web.session_hours * 3600
     passwords = PasswordStore(state_dir)
-    limiter = LoginLimiter(web.login_attempts_per_minute)
+    sessions = SessionStore(state_dir, lifetime_s)
+    gate = LoginGate(web.login_attempts_per_minute, web.login_checks_per_minute)
+    browsers = KnownBrowsers(key)
     hub = FrameHub(service.bus, quality=web.jpeg_quality, width=web.stream_width,
                    max_fps=web.stream_max_fps, max_viewers=web.max_viewers)
-    stats = {"login_failures": 0}
     basic_ok: OrderedDict[str, float] = OrderedDict()
     thumbs: OrderedDict[str, bytes] = OrderedDict()
     cache_lock = threading.Lock()  # both caches are shared by the server threads
@@ -202,7 +217,7 @@ def create_app(service: Any, *, client_ip: Callable[[], str] | None = None,
         out: dict[str, Any] = {
             "viewers": hub.viewers, "frames_encoded": hub.frames_encoded,
             "encode_seconds": round(hub.encode_seconds, 3),
-            "streams_served": hub.streams_served, "login_failures": stats["login_failures"],
+            "streams_served": hub.streams_served, "login_failures": gate.failures,
             "bind": web.bind, "port": app.config.get("MASKWATCH_PORT", web.port),
             "https": web.tls,
             "password_set": passwords.is_set,
@@ -236,40 +251,33 @@ def create_app(service: Any, *, client_ip: Callable[[], str] | None = None,
     # ------------------------------------------------------------------ access
 
     def logged_in() -> bool:
-        fingerprint = passwords.fingerprint()
-        return (bool(fingerprint) and session.get("user") == USERNAME
-                and hmac.compare_digest(str(session.get("pw", "")), fingerprint))
+        return sessions.valid(str(session.get("sid", "")), passwords.fingerprint())
 
-    def basic_auth() -> bool | None:
-        """True/False for a Basic Authorization header, None when there is none."""
+    def basic_auth() -> bool | Refusal | None:
+        """True/False (or why it was not checked) for a Basic Authorization header, None
+        when there is none. A correct header is remembered for a session's lifetime, so a
+        script or Prometheus already let in is not locked out by somebody else's guessing."""
         header = request.headers.get("Authorization", "")
         if not header.lower().startswith("basic "):
             return None
-        key = hashlib.sha256(app.secret_key + header.encode()  # type: ignore[operator]
-                             + passwords.fingerprint().encode()).hexdigest()
+        remembered = hashlib.sha256(key + header.encode()
+                                    + passwords.fingerprint().encode()).hexdigest()
         now = time.monotonic()
         with cache_lock:
-            if basic_ok.get(key, 0.0) > now:
+            if basic_ok.get(remembered, 0.0) > now:
                 return True
         try:
             user, _, password = base64.b64decode(header[6:].strip(), validate=True) \
                 .decode("utf-8").partition(":")
         except (ValueError, UnicodeDecodeError):
             return False
-        wait = limiter.retry_after(remote())
-        if wait:
-            g.retry_after = wait
-            return False
-        if passwords.verify(user, password):
-            limiter.succeeded(remote())
+        result = gate.check(remote(), lambda: passwords.verify(user, password))
+        if result is True:
             with cache_lock:
-                basic_ok[key] = now + BASIC_CACHE_S
+                basic_ok[remembered] = now + lifetime_s
                 while len(basic_ok) > 64:
                     basic_ok.popitem(last=False)
-            return True
-        limiter.failed(remote())
-        stats["login_failures"] += 1
-        return False
+        return result
 
     def csrf_token() -> str:
         token = session.get("csrf")
@@ -311,12 +319,11 @@ def create_app(service: Any, *, client_ip: Callable[[], str] | None = None,
         is_api = request.path.startswith(API_PREFIXES)
         if is_api:
             auth = basic_auth()
-            if auth:
+            if auth is True:
                 return None
-            if getattr(g, "retry_after", 0):
-                response = api_error(429, "too many failed logins from this address; wait "
-                                          f"{g.retry_after} s")
-                response.headers["Retry-After"] = str(g.retry_after)
+            if isinstance(auth, Refusal):
+                response = api_error(auth.status, auth.message)
+                response.headers["Retry-After"] = str(auth.retry_after)
                 return response
             response = api_error(401, "login required (POST /login, or HTTP Basic auth as "
                                       f"{USERNAME!r})")
@@ -373,33 +380,38 @@ def create_app(service: Any, *, client_ip: Callable[[], str] | None = None,
     def login_post() -> Any:
         client = remote()
         nxt = request.form.get("next", "")
-        wait = limiter.retry_after(client)
-        if wait:
+        password = request.form.get("password", "")
+        fingerprint = passwords.fingerprint()
+        browser = browsers.identify(request.cookies.get(BROWSER_COOKIE, ""), fingerprint)
+        result = gate.check(f"browser {browser}" if browser else client,
+                            lambda: passwords.verify(USERNAME, password),
+                            known=browser is not None)
+        if isinstance(result, Refusal):
             response = Response(render_template(
                 "login.html", css=css, next=nxt, password_set=passwords.is_set,
-                error=f"Too many failed logins from {client}. Wait {wait} s."), 429)
-            response.headers["Retry-After"] = str(wait)
+                error=result.message), result.status)
+            response.headers["Retry-After"] = str(result.retry_after)
             return response
-        password = request.form.get("password", "")
-        if not passwords.verify(USERNAME, password):
-            limiter.failed(client)
-            stats["login_failures"] += 1
+        if not result:
             log.warning("web: failed login from %s", client)
             error = ("Wrong password." if passwords.is_set else
                      "No admin password is set yet: run 'maskwatch set-password' on the device.")
             return Response(render_template("login.html", css=css, next=nxt, error=error,
                                             password_set=passwords.is_set), 401)
-        limiter.succeeded(client)
         session.clear()
         session.permanent = True
-        session["user"] = USERNAME
-        session["pw"] = passwords.fingerprint()
+        session["sid"] = sessions.create(fingerprint)
         session["csrf"] = secrets.token_urlsafe(32)
         log.info("web: %s logged in from %s", USERNAME, client)
-        return redirect(_safe_next(nxt), 303)
+        response = redirect(_safe_next(nxt), 303)
+        response.set_cookie(BROWSER_COOKIE, browsers.issue(browser, fingerprint),
+                            max_age=KnownBrowsers.MAX_AGE_S, path="/login", httponly=True,
+                            samesite="Strict", secure=web.tls)
+        return response
 
     @app.post("/logout")
     def logout() -> Any:
+        sessions.end(str(session.get("sid", "")))
         session.clear()
         return redirect("/login", 303)
 
@@ -545,21 +557,26 @@ def create_app(service: Any, *, client_ip: Callable[[], str] | None = None,
             abort(404, description=f"no snapshot for event {event_id}")
         return Path(path)
 
+    def picture(response: Response) -> Response:
+        """A picture of people: never kept in the browser's cache, where it would outlive
+        the logout and the event's retention."""
+        response.headers["Cache-Control"] = "no-store"
+        return response
+
     @app.get("/api/events/<event_id>/snapshot.jpg")
     def api_snapshot(event_id: str) -> Any:
         _params({})
-        response = send_file(snapshot_file(event_id), mimetype="image/jpeg", max_age=86400,
-                             conditional=True)
-        response.headers["Cache-Control"] = "private, max-age=86400"
-        return response
+        return picture(send_file(snapshot_file(event_id), mimetype="image/jpeg"))
 
     @app.get("/api/events/<event_id>/thumb.jpg")
     def api_thumb(event_id: str) -> Any:
+        """The thumbnail, from the cache only while the event and its snapshot are still in
+        the event log (retention removes them)."""
         _params({})
+        path = snapshot_file(event_id)
         with cache_lock:
-            data = thumbs.get(event_id)
+            data = thumbs.get(str(path))
         if data is None:
-            path = snapshot_file(event_id)
             try:
                 raw = path.read_bytes()
                 image = simplejpeg.decode_jpeg(raw, colorspace="RGB",
@@ -571,12 +588,10 @@ def create_app(service: Any, *, client_ip: Callable[[], str] | None = None,
                 image = cv2.resize(image, (THUMB_WIDTH, height), interpolation=cv2.INTER_AREA)
             data = simplejpeg.encode_jpeg(image, quality=70, colorspace="RGB")
             with cache_lock:
-                thumbs[event_id] = data
+                thumbs[str(path)] = data
                 while len(thumbs) > 256:
                     thumbs.popitem(last=False)
-        response = Response(data, mimetype="image/jpeg")
-        response.headers["Cache-Control"] = "private, max-age=86400"
-        return response
+        return picture(Response(data, mimetype="image/jpeg"))
 
     # ------------------------------------------------------------------ status
 
@@ -614,5 +629,6 @@ def create_app(service: Any, *, client_ip: Callable[[], str] | None = None,
         return Response(metrics_text(collector),
                         mimetype="text/plain; version=0.0.4; charset=utf-8")
 
-    app.extensions["maskwatch"] = {"hub": hub, "limiter": limiter, "passwords": passwords}
+    app.extensions["maskwatch"] = {"hub": hub, "gate": gate, "passwords": passwords,
+                                   "sessions": sessions}
     return app
