@@ -55,6 +55,7 @@ from werkzeug.exceptions import HTTPException
 
 from maskwatch import __version__
 from maskwatch.config import WebConfig
+from maskwatch.service_status import assess_health
 from maskwatch.web.auth import (
     USERNAME,
     KnownBrowsers,
@@ -605,22 +606,17 @@ def create_app(service: Any, *, client_ip: Callable[[], str] | None = None,
 
     @app.get("/healthz")
     def healthz() -> Any:
+        """For anyone (no login): ok / degraded / down and why, in words that name no
+        address, host, user or path; the details are in /api/status behind the login."""
         _params({})
         s = snapshot()
-        problems = []
-        if not s.get("camera_up"):
-            problems.append(f"camera down: {s.get('camera_error') or 'waiting for frames'}")
-        if s.get("state") in ("starting", "stopping"):
-            problems.append(f"service {s.get('state')}")
-        if s.get("event_log_error"):
-            problems.append("event log: " + str(s["event_log_error"]))
-        ok = not problems
+        health = assess_health(s)
         response = jsonify({
-            "status": "ok" if ok else "degraded", "state": s.get("state"),
+            "status": health.status, "state": s.get("state"),
             "camera_up": bool(s.get("camera_up")), "fps": s.get("fps"),
-            "uptime_s": s.get("uptime_s"), "problems": problems,
+            "uptime_s": s.get("uptime_s"), "problems": health.problems,
         })
-        response.status_code = 200 if ok else 503
+        response.status_code = 200 if health.status == "ok" else 503
         return response
 
     @app.get("/metrics")
