@@ -5,6 +5,7 @@ for 60 s; kill -9 during a burst)."""
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -22,7 +23,8 @@ from maskwatch.dispatcher import AlarmRecorder, Dispatcher
 from maskwatch.event_bus import EventBus
 from maskwatch.event_store import EventStore, EventStoreError
 from maskwatch.tcp_output import TcpOutput
-from test_event_store import make_config, make_event
+from test_event_store import corrupt, make_config, make_event, outbox
+from test_tcp_output import Receiver as TcpReceiver
 
 FAST = {"retry_initial_s": 0.05, "retry_max_s": 0.2, "max_age_s": 60}
 
@@ -540,3 +542,136 @@ def test_acceptance_kill_9_during_a_burst_loses_no_committed_alarm(tmp_path: Pat
         assert store.pending_count() == 0
     finally:
         store.close()
+
+
+# ------------------------------------------------------ hardening (issue "Hardening", rows 5, 12)
+
+
+def test_malformed_rows_are_failed_and_the_worker_goes_on_also_after_a_restart(
+    tmp_path: Path,
+) -> None:
+    receiver = TcpReceiver()
+    config = make_config(tmp_path / "state", outputs=FAST)
+
+    def start() -> Dispatcher:
+        out = TcpOutput("127.0.0.1", receiver.port, connect_timeout_s=2.0, send_timeout_s=2.0)
+        return Dispatcher(store, [out], config.outputs)
+
+    def received() -> list[str]:
+        return [json.loads(data)["event_id"] for data in receiver.data]
+
+    store = EventStore(config, [f"tcp:127.0.0.1:{receiver.port}"])
+    for n in range(4):
+        store.add(make_event(n))
+    corrupt(store, "UPDATE events SET box = 'not json' WHERE id = 'ev00001'",
+            "UPDATE events SET utc_ms = 'yesterday' WHERE id = 'ev00002'")
+    dispatcher = start()
+    name = dispatcher.names[0]
+    try:
+        wait_until(lambda: received() == ["ev00000", "ev00003"], what="the good rows")
+        dispatcher.submit(store.add(make_event(4)))  # the worker is still alive
+        wait_until(lambda: len(received()) == 3, what="a new alarm")
+        assert received() == ["ev00000", "ev00003", "ev00004"]
+        wait_until(lambda: dispatcher.health()[name]["delivered"] == 3)
+        health = dispatcher.health()[name]
+        assert health["state"] == "idle" and health["dropped"] == 2
+        assert "ev00002" in health["last_error"] and "utc_ms" in health["last_error"]
+        rows = outbox(store, name)
+        assert rows[2][0] == rows[3][0] == "failed" and "box" in rows[2][1]
+    finally:
+        dispatcher.stop(1.0)
+    dispatcher = start()  # a restart: the bad rows do not come back, nothing is sent twice
+    try:
+        dispatcher.submit(store.add(make_event(5)))
+        wait_until(lambda: len(received()) == 4, what="delivery after the restart")
+        time.sleep(0.2)
+        assert received() == ["ev00000", "ev00003", "ev00004", "ev00005"]
+        assert dispatcher.health()[name]["state"] == "idle"
+        assert store.pending_count() == 0
+    finally:
+        dispatcher.stop(1.0)
+        store.close()
+        receiver.close()
+
+
+def test_a_worker_that_fails_unexpectedly_shows_error_then_restarts(
+    tmp_path: Path, setup, monkeypatch
+) -> None:
+    out = ListOutput("flaky-store")
+    config = make_config(tmp_path / "state", outputs=FAST)
+    store = EventStore(config, [out.name])
+    for n in range(3):
+        store.add(make_event(n))
+    real_pending = store.pending
+    calls = []
+
+    def pending(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 1:  # the read-back at start
+            raise RuntimeError("a bug in reading the outbox")
+        return real_pending(*args, **kwargs)
+
+    monkeypatch.setattr(store, "pending", pending)
+    try:
+        dispatcher = setup([out], {"retry_initial_s": 1.0, "retry_max_s": 1.0}, store=store)
+        wait_until(lambda: dispatcher.health()["flaky-store"]["state"] == "error", what="error")
+        health = dispatcher.health()["flaky-store"]
+        assert "RuntimeError: a bug in reading the outbox" in health["last_error"]
+        assert health["last_error_utc"]
+        wait_until(lambda: out.received == ids(range(3)), what="delivery after the restart")
+        wait_until(lambda: dispatcher.health()["flaky-store"]["state"] == "idle")
+    finally:
+        dispatcher.stop(1.0)
+        store.close()
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
+def test_a_dead_worker_shows_error(setup) -> None:
+    out = ListOutput("dies")
+
+    def die(message):
+        raise SystemExit("the worker thread ends")  # no Exception: nothing may catch it
+
+    out.on_send = die
+    dispatcher = setup([out])
+    store_and_submit(dispatcher, [1])
+    wait_until(lambda: dispatcher.health()["dies"]["state"] == "error", what="error")
+    assert "worker ended unexpectedly" in dispatcher.health()["dies"]["last_error"]
+
+
+def test_a_send_far_beyond_its_deadline_shows_stuck(setup) -> None:
+    hung = ListOutput("hung")
+    hung.deadline_s = 0.2
+    hung.gate.clear()
+    dispatcher = setup([hung])
+    store_and_submit(dispatcher, [1])
+    wait_until(lambda: dispatcher.health()["hung"]["state"] == "sending", what="sending")
+    wait_until(lambda: dispatcher.health()["hung"]["state"] == "stuck", timeout=5, what="stuck")
+    assert "0.2 s" in dispatcher.health()["hung"]["last_error"]
+    hung.gate.set()
+    wait_until(lambda: hung.received == ["ev00001"], what="delivery")
+    wait_until(lambda: dispatcher.health()["hung"]["state"] == "idle", what="idle again")
+
+
+def test_credentials_in_output_names_and_errors_are_shown_nowhere(
+    setup, caplog: pytest.LogCaptureFixture
+) -> None:
+    out = ListOutput("webhook:https://alice:hunter2@hooks.example/alarm")
+
+    def fail(message):
+        raise OutputError("cannot reach https://bob:sw0rdfish@proxy.example/?token=t0ken")
+
+    out.on_send = fail
+    with caplog.at_level(logging.DEBUG):
+        dispatcher = setup([out], {"retry_initial_s": 5.0, "retry_max_s": 5.0})
+        store_and_submit(dispatcher, [1])
+        wait_until(lambda: out.attempts == 1 and dispatcher.store.get_event("ev00001")
+                   .deliveries[0].last_error, what="a failed attempt")
+    (name,) = dispatcher.names
+    shown = [name, json.dumps(dispatcher.health()), caplog.text,
+             json.dumps(dispatcher.store.get_event("ev00001").to_dict()),
+             json.dumps(outbox(dispatcher.store, name))]
+    assert name == "webhook:https://alice:***@hooks.example/alarm"
+    assert "proxy.example" in dispatcher.health()[name]["last_error"]
+    for text in shown:
+        assert "hunter2" not in text and "sw0rdfish" not in text and "t0ken" not in text

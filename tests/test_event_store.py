@@ -329,3 +329,125 @@ def test_bad_event_id_is_refused(store: EventStore) -> None:
                      event.device, event.utc)
     with pytest.raises(ValueError, match="event id"):
         store.add(bad)
+
+
+# ------------------------------------------------- malformed rows (issue "Hardening", row 5)
+
+
+def corrupt(store: EventStore, *statements: str) -> None:
+    """Damage rows the way a manual edit, a bad sector or an older version could: valid
+    SQLite, wrong values. Written through a connection of its own, as another process would."""
+    db = sqlite3.connect(store.path)
+    try:
+        with db:
+            for sql in statements:
+                db.execute(sql)
+    finally:
+        db.close()
+
+
+def outbox(store: EventStore, destination: str) -> dict[int, tuple[str, str]]:
+    db = sqlite3.connect(store.path)
+    try:
+        return {seq: (state, error) for seq, state, error in db.execute(
+            "SELECT seq, state, last_error FROM outbox WHERE destination = ?", (destination,))}
+    finally:
+        db.close()
+
+
+def test_malformed_rows_are_failed_in_the_outbox_and_the_others_stay_pending(
+    store: EventStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    for n in range(6):
+        store.add(make_event(n))  # seq n + 1
+    corrupt(
+        store,
+        "UPDATE events SET box = 'not json' WHERE id = 'ev00001'",
+        "UPDATE events SET utc_ms = 'yesterday', confidence = 'high' WHERE id = 'ev00002'",
+        "UPDATE events SET device = x'00ff', box = '[1, 2]' WHERE id = 'ev00003'",
+        "UPDATE events SET id = x'0102' WHERE id = 'ev00004'",
+    )
+    bad: list[tuple[str, str]] = []
+    with caplog.at_level(logging.WARNING):
+        found = store.pending("tcp:a", limit=2, on_bad=lambda ref, why: bad.append((ref, why)))
+    # The limit counts good alarms: the bad rows in between do not end the batch early.
+    assert [m.event_id for m in found] == ["ev00000", "ev00005"]
+    rows = outbox(store, "tcp:a")
+    assert rows[1] == ("pending", "") and rows[6] == ("pending", "")
+    assert {seq: rows[seq][0] for seq in (2, 3, 4, 5)} == dict.fromkeys((2, 3, 4, 5), "failed")
+    assert "box" in rows[2][1] and "utc_ms" in rows[3][1] and "confidence" in rows[3][1]
+    assert "device" in rows[4][1] and "box" in rows[4][1] and "id" in rows[5][1]
+    assert [ref for ref, _ in bad] == ["ev00001", "ev00002", "ev00003", "event #5"]
+    assert "ev00001" in caplog.text and "tcp:a" in caplog.text
+    # Read again: the failed rows do not come back; the other destination has its own rows.
+    assert [m.event_id for m in store.pending("tcp:a")] == ["ev00000", "ev00005"]
+    assert [m.event_id for m in store.pending("webhook:b")] == ["ev00000", "ev00005"]
+    assert store.pending_count() == 4
+
+
+def test_the_events_api_shows_what_can_be_read_of_malformed_rows(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from maskwatch.web import create_app
+    from maskwatch.web.auth import set_password
+    from test_web_api import PASSWORD, FakeService, _login
+
+    set_password(tmp_path, PASSWORD)
+    service = FakeService(tmp_path)
+    store = service.store
+    app = create_app(service)
+    try:
+        for n in range(5):
+            store.add(make_event(n))
+        (store.snapshot_dir / "ev00000.jpg").unlink()  # snapshot file gone
+        corrupt(
+            store,
+            "UPDATE events SET box = 'not json', utc_ms = 'yesterday' WHERE id = 'ev00001'",
+            "UPDATE events SET snapshot = 'events.db' WHERE id = 'ev00002'",  # not a snapshot
+            "UPDATE events SET id = x'0102' WHERE id = 'ev00003'",
+            "UPDATE events SET device = x'00ff', snapshot_bytes = 'many' WHERE id = 'ev00004'",
+            "UPDATE outbox SET attempts = 'x', last_error = x'01' WHERE seq = 5",
+        )
+        client = app.test_client()
+        assert _login(client).status_code == 303
+        with caplog.at_level(logging.WARNING):
+            response = client.get("/api/events")
+        assert response.status_code == 200, response.get_data(as_text=True)
+        events = {e["event_id"]: e for e in response.json["events"]}
+        assert list(events) == ["ev00004", "ev00002", "ev00001", "ev00000"]
+        assert "event #4" in caplog.text  # its id is unreadable: left out, with a log line
+        assert events["ev00000"]["problems"] == []
+        assert {p.split(":")[0] for p in events["ev00001"]["problems"]} == {"utc_ms", "box"}
+        assert events["ev00001"]["label"] == "no_mask" and events["ev00001"]["utc"] is None
+        assert events["ev00002"]["snapshot_url"] is None
+        assert {p.split(":")[0] for p in events["ev00004"]["problems"]} == {
+            "device", "snapshot_bytes"}
+        (delivery,) = events["ev00004"]["deliveries"]
+        assert delivery["attempts"] == 0 and delivery["state"] == "pending"
+        assert client.get("/api/events/ev00001").status_code == 200
+        assert client.get("/api/events/ev00002/snapshot.jpg").status_code == 404
+        assert client.get("/api/events/ev00000/snapshot.jpg").status_code == 404
+        assert client.get("/api/status").status_code == 200
+    finally:
+        app.extensions["maskwatch"]["hub"].close()
+        store.close()
+
+
+def test_prune_and_stats_tolerate_malformed_rows(tmp_path: Path) -> None:
+    with EventStore(make_config(tmp_path / "state", {"max_events": 2}), DESTS) as store:
+        for n in range(4):
+            store.add(make_event(n))
+        store.expire(0.0, now=time.time() + 60)  # nothing pending protects them from pruning
+        corrupt(
+            store,
+            "UPDATE events SET snapshot_bytes = 'many', snapshot = 'events.db' "
+            "WHERE id = 'ev00000'",
+            "UPDATE events SET snapshot = 5 WHERE id = 'ev00001'",
+            "UPDATE events SET utc_ms = 'yesterday'",
+        )
+        stats = store.stats()
+        assert stats["events"] == 4 and stats["oldest_utc_ms"] == 0
+        result = store.prune()
+        assert result["by_count"] == 2
+        assert store.path.is_file()  # a snapshot path pointing at it deleted nothing
+        assert sorted(e.event_id for e in store.list_events()) == ["ev00002", "ev00003"]

@@ -4,6 +4,7 @@ last will, alarm events, the retained state ON -> OFF, snapshots, user/password 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import queue
 import shutil
@@ -21,8 +22,12 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from maskwatch.alarm_message import AlarmMessage, OutputError
 from maskwatch.config import parse_config
+from maskwatch.dispatcher import Dispatcher
+from maskwatch.event_store import EventStore
 from maskwatch.mqtt_output import MqttOutput, device_slug
 from maskwatch.outputs import build_outputs
+from test_dispatcher import FAST, wait_until
+from test_event_store import make_config, make_event, outbox
 
 MOSQUITTO = shutil.which("mosquitto") or (
     "/usr/sbin/mosquitto" if os.path.exists("/usr/sbin/mosquitto") else None)
@@ -335,3 +340,37 @@ def test_built_from_config(broker):
             o.close()
     assert parse_config({"outputs": {"mqtt": [{"host": "h", "tls": True}]}}) \
         .outputs.mqtt[0].broker_port == 8883
+
+
+def test_the_broker_password_shows_nowhere(tmp_path, caplog):
+    """Issue "Hardening", row 12: a refused login leaves the password out of the output's
+    name, its errors, the dispatcher's health, the logs, the events API and the outbox."""
+    if shutil.which("mosquitto_passwd") is None:
+        pytest.skip("mosquitto_passwd is needed for a broker with a password")
+    passwd = tmp_path / "passwd"
+    subprocess.run(["mosquitto_passwd", "-b", "-c", str(passwd), "cam", "right"], check=True,
+                   capture_output=True, timeout=30)
+    proc, port = start_broker(tmp_path, "listener {port} 127.0.0.1\n"
+                                        f"allow_anonymous false\npassword_file {passwd}\n")
+    config = make_config(tmp_path / "state", outputs={**FAST, "mqtt": [{
+        "host": "127.0.0.1", "port": port, "username": "cam", "password": "hunter2"}]})
+    store = dispatcher = None
+    try:
+        with caplog.at_level(logging.DEBUG):
+            outs = build_outputs(config)
+            store = EventStore(config, [o.name for o in outs])
+            dispatcher = Dispatcher(store, outs, config)
+            dispatcher.submit(store.add(make_event(1)))
+            (name,) = dispatcher.names
+            wait_until(lambda: "Not authorized" in dispatcher.health()[name]["last_error"],
+                       what="the refused login")
+        shown = [name, json.dumps(dispatcher.health()), caplog.text,
+                 json.dumps(store.get_event("ev00001").to_dict()),
+                 json.dumps(outbox(store, name))]
+        assert all("hunter2" not in text for text in shown)
+    finally:
+        if dispatcher is not None:
+            dispatcher.stop(1.0)
+        if store is not None:
+            store.close()
+        stop(proc)

@@ -3,6 +3,8 @@ an unknown template placeholder is refused at start with the key path and what i
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from maskwatch.config import EX_CONFIG, ConfigError, load_config, parse_config
@@ -78,7 +80,7 @@ def test_other_destination_mistakes():
     assert "outputs.tcp.0.format: unknown format 'xml' (allowed: json, template" in text
     assert "outputs.tcp.1.colour: unknown key (allowed: host, port, enabled" in text
     assert "outputs.tcp.2.retries: Input should be less than or equal to 30" in text
-    assert "outputs.mqtt.0: ca_file needs tls = true" in text
+    assert "outputs.mqtt.0.ca_file: needs tls = true" in text
     assert "outputs.mqtt.1.topic_prefix:" in text
     assert "outputs.gpio: GPIO pin 17 is listed twice" in text
     (problem,) = problems({"tcp": [{"host": "a"}, {"host": "A", "port": 1818}]})
@@ -155,3 +157,48 @@ def test_missing_ca_file_is_found_when_building(tmp_path):
         build_outputs(cfg)
     assert [p.split(":")[0] for p in err.value.problems] == [
         "outputs.webhook.0.ca_file", "outputs.mqtt.0.ca_file"]
+
+
+# --------------------------------------- hardening (issue "Hardening", rows 12 and 18)
+
+
+def test_check_config_refuses_credentials_in_urls_and_never_shows_a_password(tmp_path):
+    config = tmp_path / "secrets.toml"
+    config.write_text(
+        '[[outputs.webhook]]\nurl = "https://alice:hunter2@hooks.example/alarm"\n'
+        '[[outputs.webhook]]\nurl = "http://bob:p@ss/hunter2@10.0.0.5:8080/x"\n'
+        '[[outputs.webhook]]\nurl = "https://hunter2@hooks.example/b"\n'
+        '[[outputs.mqtt]]\nhost = "broker"\npassword = "hunter2"\n'
+        '[[outputs.mqtt]]\nhost = "broker2"\nusername = "cam"\npassword = "hunter2"\n'
+        'ca_file = "/x.pem"\n'
+    )
+    result = run_maskwatch("check-config", str(config), timeout=60)
+    assert result.returncode == EX_CONFIG
+    assert "hunter2" not in result.stdout + result.stderr
+    for i in range(3):
+        problem = next(line for line in result.stderr.splitlines()
+                       if f"outputs.webhook.{i}.url:" in line)
+        assert "user name or password" in problem and "secret" in problem, problem
+        assert "***@" in problem
+    assert "outputs.mqtt.0.username: a password needs a username" in result.stderr
+    assert "outputs.mqtt.1.ca_file: needs tls = true" in result.stderr
+
+
+def test_check_config_refuses_huge_template_widths(tmp_path):
+    config = tmp_path / "widths.toml"
+    config.write_text(
+        '[[outputs.tcp]]\nhost = "vms"\nformat = "template"\n'
+        'template = "ALARM {device:>50000000}"\n'
+        '[[outputs.tcp]]\nhost = "vms2"\nformat = "template"\n'
+        'template = "ALARM {confidence:.2000f} {device:1024}"\n'
+        '[[outputs.serial]]\nport = "/dev/ttyS0"\ntemplate = "{event_id:_<99999}"\n'
+    )
+    started = time.monotonic()
+    result = run_maskwatch("check-config", str(config), timeout=60)
+    assert result.returncode == EX_CONFIG
+    assert time.monotonic() - started < 30
+    for key, spec in [("outputs.tcp.0.template", "{device:>50000000}"),
+                      ("outputs.tcp.1.template", "{confidence:.2000f}"),
+                      ("outputs.serial.0.template", "{event_id:_<99999}")]:
+        assert f"{key}: {spec}: a width or precision is at most 1024" in result.stderr
+    assert parse_config({"outputs": {"tcp": [{"host": "vms", "template": "{device:>1024}"}]}})

@@ -86,3 +86,16 @@ def test_missing_port_is_a_retryable_error(tmp_path):
         out.send(MESSAGE)
     assert err.value.retry is True
     out.close()
+
+
+def test_a_message_beyond_the_size_limit_is_refused_and_nothing_is_written(pty_pair):
+    ours, theirs = pty_pair
+    out = SerialOutput(ours, 115200, template="{device:>50000000}")
+    with serial.Serial(theirs, 115200, timeout=0.2) as peer:
+        with pytest.raises(OutputError, match="at most 1024") as err:
+            out.send(MESSAGE)
+        assert err.value.retry is False
+        out.template = "OK {device}"
+        out.send(MESSAGE)  # the port is usable; nothing of the refused message went out
+        assert read_line(peer, b"\r\n") == b"OK entrance-1\r\n"
+    out.close()

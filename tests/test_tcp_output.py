@@ -344,3 +344,36 @@ def test_close_ends_the_retries_of_a_send_in_progress():
     assert not worker.is_alive()
     assert "closed while retrying" in str(errors[0]) and errors[0].retry is True
     assert out.attempts == 1
+
+
+# ----------------------------------------------- hardening (issue "Hardening", row 18)
+
+
+@pytest.mark.parametrize("template", [
+    "{device:>50000000}",  # one huge width (a template made in code, not checked by the config)
+    "{device:>1000}" * 70,  # every width allowed, the message too big all the same
+], ids=["huge-width", "too-long"])
+def test_a_message_beyond_the_size_limit_is_refused_and_nothing_is_sent(template):
+    receiver = Receiver()
+    out = fast(receiver.port, format="template", options=EncodeOptions(template=template))
+    try:
+        started = time.monotonic()
+        with pytest.raises(OutputError, match="64 KiB|at most 1024") as err:
+            out.send(MESSAGE)
+        assert err.value.retry is False  # the same alarm renders the same every time
+        assert time.monotonic() - started < 1.0
+        time.sleep(0.1)
+        assert receiver.accepted == 0 and out.attempts == 0
+    finally:
+        receiver.close()
+
+
+def test_a_message_of_exactly_64_kib_is_sent():
+    template = "{device:>1024}" * 63 + "{device:>1023}"  # 65535 characters and the "\n"
+    receiver = Receiver()
+    out = fast(receiver.port, format="template", options=EncodeOptions(template=template))
+    try:
+        out.send(MESSAGE)
+        assert receiver.received.wait(5) and len(receiver.data[0]) == 65536
+    finally:
+        receiver.close()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import re
 import socket
 import threading
 import time
@@ -16,7 +17,11 @@ import pytest
 from maskwatch.alarm_message import AlarmMessage, OutputError
 from maskwatch.config import parse_config
 from maskwatch.outputs import build_outputs
+from maskwatch.dispatcher import Dispatcher
+from maskwatch.event_store import EventStore
 from maskwatch.webhook_output import WebhookOutput, body_of, sign
+from test_dispatcher import FAST, wait_until
+from test_event_store import make_config, make_event
 
 SECRET = "s3cret-äö"
 MESSAGE = AlarmMessage(
@@ -103,11 +108,12 @@ def test_signature_is_hmac_sha256_over_timestamp_dot_body():
     assert body.startswith(b'{"message_id":69,"event_id":"ev-1","utc":"2024-05-01T12:00:00.123Z"')
     expected = hmac.new(SECRET.encode(), b"1714564800." + body, hashlib.sha256).hexdigest()
     assert sign(SECRET, "1714564800", body) == "sha256=" + expected
-    req = WebhookOutput("http://h/x", SECRET).request_for(MESSAGE, now=1714564800.9)
-    assert req.get_header("X-maskwatch-timestamp") == "1714564800"
-    assert req.get_header("X-maskwatch-signature") == "sha256=" + expected
-    unsigned = WebhookOutput("http://h/x", "").request_for(MESSAGE)
-    assert unsigned.get_header("X-maskwatch-signature") is None
+    sent, headers = WebhookOutput("http://h/x", SECRET).request_for(MESSAGE, now=1714564800.9)
+    assert sent == body
+    assert headers["X-Maskwatch-Timestamp"] == "1714564800"
+    assert headers["X-Maskwatch-Signature"] == "sha256=" + expected
+    _, unsigned = WebhookOutput("http://h/x", "").request_for(MESSAGE)
+    assert "X-Maskwatch-Signature" not in unsigned
 
 
 @pytest.mark.parametrize("status", [400, 401, 404, 410, 422])
@@ -146,7 +152,7 @@ def test_timeout_and_refused_are_retryable():
     hook = Hook([], delay_s=2.0)
     try:
         start = time.monotonic()
-        with pytest.raises(OutputError, match="no answer within 0.5 s") as err:
+        with pytest.raises(OutputError, match="no complete answer within 0.5 s") as err:
             WebhookOutput(hook.url, SECRET, timeout_s=0.5).send(MESSAGE)
         assert err.value.retry is True
         assert time.monotonic() - start < 1.9
@@ -197,3 +203,112 @@ def test_tls_is_verified_by_default(tmp_path):
         assert len(hook.requests) == 2 and all(r["signature_ok"] for r in hook.requests)
     finally:
         hook.close()
+
+
+# ------------------------------------------- hardening (issue "Hardening", rows 12 and 15)
+
+OK_ANSWER = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok"
+
+
+class RawHook:
+    """An HTTP endpoint on a raw socket, for answers http.server cannot give: it reads each
+    request whole, answers with the next of ``answers`` (then OK_ANSWER), sent one byte every
+    ``byte_pause_s`` when trickling, and closes the connection."""
+
+    def __init__(self, answers: list[bytes], byte_pause_s: float = 0.0) -> None:
+        self.answers = list(answers)
+        self.byte_pause_s = byte_pause_s
+        self.requests: list[bytes] = []
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}/hook"
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            with conn:
+                try:
+                    self._answer(conn)
+                except OSError:
+                    pass  # the client gave up
+
+    def _answer(self, conn: socket.socket) -> None:
+        data = b""
+        while b"\r\n\r\n" not in data:
+            data += conn.recv(4096)
+        head, _, body = data.partition(b"\r\n\r\n")
+        length = int(re.search(rb"(?i)content-length: *(\d+)", head).group(1))
+        while len(body) < length:
+            body += conn.recv(4096)
+        self.requests.append(body)
+        answer = self.answers.pop(0) if self.answers else OK_ANSWER
+        if not self.byte_pause_s:
+            conn.sendall(answer)
+            return
+        for i in range(len(answer)):
+            conn.sendall(answer[i:i + 1])
+            time.sleep(self.byte_pause_s)
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def test_a_trickling_answer_is_cut_off_at_the_total_deadline():
+    hook = RawHook([OK_ANSWER], byte_pause_s=0.1)  # the whole answer would take 6 s
+    out = WebhookOutput(hook.url, timeout_s=0.5)
+    try:
+        start = time.monotonic()
+        with pytest.raises(OutputError, match="within 0.5 s") as err:
+            out.send(MESSAGE)
+        assert err.value.retry is True
+        assert time.monotonic() - start < 2.0
+        assert out.deadline_s == 0.5  # what the dispatcher's "stuck" check goes by
+    finally:
+        hook.close()
+
+
+@pytest.mark.parametrize("answer", [
+    b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly part of the body",
+    b"HTTP/1.1 200 OK\r\nContent-Le",
+    b"HTTP/1.1 200 OK\r\nServer: x\r\n",
+    b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n10\r\nabc",
+    b"HTTP/1.1 20",
+    b"",
+], ids=["short-body", "mid-header", "before-the-blank-line", "mid-chunk",
+        "mid-status", "no-answer"])
+def test_a_cut_off_answer_is_a_retryable_failure(answer):
+    hook = RawHook([answer])
+    try:
+        with pytest.raises(OutputError) as err:
+            WebhookOutput(hook.url, timeout_s=5).send(MESSAGE)
+        assert err.value.retry is True
+    finally:
+        hook.close()
+
+
+def test_the_dispatcher_retries_a_cut_off_answer_until_a_whole_one_arrives(tmp_path):
+    hook = RawHook([b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\ncut"])
+    out = WebhookOutput(hook.url, timeout_s=5)
+    config = make_config(tmp_path / "state", outputs=FAST)
+    store = EventStore(config, [out.name])
+    dispatcher = Dispatcher(store, [out], config.outputs)
+    try:
+        dispatcher.submit(store.add(make_event(1)))
+        wait_until(lambda: dispatcher.health()[out.name]["delivered"] == 1, what="delivery")
+        assert len(hook.requests) == 2
+        (delivery,) = store.get_event("ev00001").deliveries
+        assert (delivery.state, delivery.attempts) == ("delivered", 2)
+    finally:
+        dispatcher.stop(1.0)
+        store.close()
+        hook.close()
+
+
+@pytest.mark.parametrize("userinfo", ["alice:hunter2", "alice:p@ss/hunter2", "hunter2"])
+def test_a_url_with_credentials_is_refused_without_showing_them(userinfo):
+    with pytest.raises(ValueError, match="secret") as err:
+        WebhookOutput(f"https://{userinfo}@hooks.example/alarm", SECRET)
+    assert "hunter2" not in str(err.value) and "***@hooks.example" in str(err.value)

@@ -41,6 +41,9 @@ class Output(ABC):
     thread, so a slow destination never delays detection or another destination."""
 
     name: str
+    # The longest one ``send`` can take by the output's own timeouts; the dispatcher reports
+    # a send running far beyond it as stuck (a hang no timeout covers).
+    deadline_s: float = 30.0
 
     @abstractmethod
     def send(self, message: AlarmMessage) -> None: ...

@@ -26,8 +26,10 @@ from pydantic import (
     model_validator,
 )
 
+from maskwatch.redact import has_userinfo, redact_url
 from maskwatch.tcp_output import DEFAULT_TEMPLATE as DEFAULT_ALARM_TEMPLATE
 from maskwatch.tcp_output import ENCODERS, check_template
+from maskwatch.webhook_output import USERINFO_REFUSED
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -434,13 +436,26 @@ class WebhookConfig(Section):
     url: str = Field(max_length=2048)
     enabled: bool = True
     secret: str = Field("", max_length=1024, description="HMAC-SHA256 key; '' = unsigned")
-    timeout_s: float = Field(5.0, gt=0.0, le=60.0)
+    timeout_s: float = Field(5.0, gt=0.0, le=60.0,
+                             description="the whole send: connect, request, complete answer")
     verify_tls: bool = True
     ca_file: str = ""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _hide_userinfo(cls, data: Any) -> Any:
+        """A url with a password is refused below; the refusal quotes the value, so the
+        password is masked first and never reaches the terminal or the journal."""
+        url = data.get("url") if isinstance(data, dict) else None
+        if isinstance(url, str) and has_userinfo(url):
+            return {**data, "url": redact_url(url)}
+        return data
 
     @field_validator("url")
     @classmethod
     def _http_url(cls, value: str) -> str:
+        if has_userinfo(value):
+            raise ValueError(USERINFO_REFUSED)
         parts = urlsplit(value)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError("url must be http://<host>[:port]/<path> or https://...")
@@ -460,8 +475,10 @@ class MqttConfig(Section):
     host: str
     port: int | None = Field(None, ge=1, le=65535, description="unset = 1883, 8883 with TLS")
     enabled: bool = True
-    username: str = ""
+    # password before username: the pair is checked on username, so that the error (which
+    # quotes the value checked) never shows the password.
     password: str = ""
+    username: str = Field("", validate_default=True)
     tls: bool = False
     ca_file: str = ""
     client_id: str = Field("", max_length=128, description="'' = maskwatch-<device>")
@@ -485,13 +502,19 @@ class MqttConfig(Section):
             raise ValueError("a topic prefix has no '+', '#' and no leading or trailing '/'")
         return value
 
-    @model_validator(mode="after")
-    def _consistent(self) -> "MqttConfig":
-        if self.ca_file and not self.tls:
-            raise ValueError("ca_file needs tls = true")
-        if self.password and not self.username:
-            raise ValueError("password needs a username")
-        return self
+    @field_validator("username")
+    @classmethod
+    def _user_for_password(cls, value: str, info: ValidationInfo) -> str:
+        if info.data.get("password") and not value:
+            raise ValueError("a password needs a username")
+        return value
+
+    @field_validator("ca_file")
+    @classmethod
+    def _ca_needs_tls(cls, value: str, info: ValidationInfo) -> str:
+        if value and not info.data.get("tls"):
+            raise ValueError("needs tls = true")
+        return value
 
     @property
     def broker_port(self) -> int:

@@ -12,6 +12,13 @@ Nothing is lost when a queue is full or the service restarts: every stored alarm
 pending outbox row until its destination took it (or gave up), and a worker whose queue
 overflowed, or that just started, reads the pending rows back from the event log in order.
 Delivery is at-least-once; receivers deduplicate by event id.
+
+A worker never ends before ``stop``: a row of the event log that cannot be read is marked
+failed by the store and counted as dropped; any other unexpected error shows as state
+"error" and the worker starts over after a back-off (retry_initial_s doubling up to
+retry_max_s), reading what is pending back from the event log. A send running far beyond its
+output's ``deadline_s`` shows as "stuck". Output names and error texts pass through
+``redact_text`` before they are stored, logged or shown, so a credential never leaves here.
 """
 
 from __future__ import annotations
@@ -19,6 +26,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import traceback
 from collections import deque
 from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
@@ -28,11 +36,15 @@ from maskwatch.alarm_message import AlarmMessage, Output, OutputError
 from maskwatch.config import Config, OutputsConfig
 from maskwatch.event_bus import EventBus, Subscription
 from maskwatch.event_store import EventStore, EventStoreError, message_for
+from maskwatch.redact import redact_text
 
 log = logging.getLogger(__name__)
 
 WAIT_S = 0.25
 STORE_RETRY_S = 1.0
+# A send is stuck when it has run this many times its output's deadline_s, and this long more.
+STUCK_FACTOR = 2.0
+STUCK_GRACE_S = 1.0
 
 
 def _iso(t: float | None) -> str | None:
@@ -41,12 +53,18 @@ def _iso(t: float | None) -> str | None:
     return datetime.fromtimestamp(t, timezone.utc).isoformat(timespec="milliseconds")
 
 
+def _bug_report(exc: BaseException) -> str:
+    """An unexpected exception with its traceback for the log, credentials removed (the
+    message may quote an address)."""
+    return redact_text("".join(traceback.format_exception(exc)).rstrip())
+
+
 class _Destination:
     """The queue, worker and health of one output."""
 
-    def __init__(self, output: Output, queue_size: int) -> None:
+    def __init__(self, output: Output, name: str, queue_size: int) -> None:
         self.output = output
-        self.name = output.name
+        self.name = name
         self.cond = threading.Condition()
         self.queue: deque[AlarmMessage] = deque()
         self.queue_size = queue_size
@@ -59,7 +77,8 @@ class _Destination:
         # row committed just before the read) must not queue the alarm a second time.
         self.read_back: set[str] = set()
         self.in_flight = False
-        self.state = "starting"  # idle, sending, retrying, stopped
+        self.state = "starting"  # idle, sending, retrying, error, stopped
+        self.busy_since: float | None = None  # time.monotonic() when the running send began
         self.delivered = 0
         self.dropped = 0  # given up: expired, refused (retry=False) or not storable
         self.failed_attempts = 0
@@ -70,16 +89,32 @@ class _Destination:
 
     def health(self) -> dict[str, Any]:
         with self.cond:
+            state, error = self.state, self.last_error
+            deadline = self.output.deadline_s
+            busy = None if self.busy_since is None else time.monotonic() - self.busy_since
+            alive = self.thread is not None and self.thread.is_alive()
+            if state not in ("starting", "error", "stopped") and not alive:
+                state = "error"
+                error = f"the worker ended unexpectedly (last error: {error or '-'})"
+            elif busy is not None and busy > STUCK_FACTOR * deadline + STUCK_GRACE_S:
+                state = "stuck"
+                error = (f"one send has been running for {busy:.0f} s; its deadline is "
+                         f"{deadline:g} s")
             return {
-                "state": self.state,
+                "state": state,
                 "queued": len(self.queue) + self.backlog + int(self.in_flight),
                 "delivered": self.delivered,
                 "dropped": self.dropped,
                 "failed_attempts": self.failed_attempts,
                 "last_success_utc": _iso(self.last_success),
-                "last_error": self.last_error,
+                "last_error": error,
                 "last_error_utc": _iso(self.last_error_time),
             }
+
+    def record_error(self, error: str, when: float) -> None:
+        with self.cond:
+            self.last_error = error
+            self.last_error_time = when
 
 
 class Dispatcher:
@@ -94,13 +129,16 @@ class Dispatcher:
         names = [getattr(o, "name", "") for o in outputs]
         if any(not isinstance(n, str) or not n for n in names):
             raise ValueError("every output needs a non-empty name")
+        names = [redact_text(n) for n in names]  # keys of the outbox, health and metrics
         duplicates = sorted({n for n in names if names.count(n) > 1})
         if duplicates:
             raise ValueError(f"output names must be unique: {', '.join(duplicates)}")
         self.store = store
         self._clock = clock
         self._stop = threading.Event()
-        self._dests = {o.name: _Destination(o, self.cfg.queue_size) for o in outputs}
+        self._dests = {
+            name: _Destination(o, name, self.cfg.queue_size) for name, o in zip(names, outputs)
+        }
         store.destinations = tuple(names)
         self._resume_report()
         for dest in self._dests.values():
@@ -167,12 +205,39 @@ class Dispatcher:
     def _run(self, dest: _Destination) -> None:
         with dest.cond:
             dest.state = "idle"
+        failures = 0
         while not self._stop.is_set():
-            message = self._next(dest)
-            if message is not None:
-                self._deliver(dest, message)
+            try:
+                message = self._next(dest)
+                if message is not None:
+                    self._deliver(dest, message)
+                failures = 0
+            except Exception as exc:  # a bug must not end this destination's deliveries
+                failures += 1
+                wait = min(self.cfg.retry_initial_s * 2 ** (failures - 1), self.cfg.retry_max_s)
+                self._worker_failed(dest, exc, wait)
+                if self._stop.wait(wait):
+                    break
+                with dest.cond:
+                    dest.state = "idle"
         with dest.cond:
             dest.state = "stopped"
+
+    def _worker_failed(self, dest: _Destination, exc: Exception, wait: float) -> None:
+        """Show the failure, and start over from the event log: the queue is dropped (its
+        alarms are pending there, in order; only alarms it could not store are lost)."""
+        dest.record_error(redact_text(f"worker failed: {type(exc).__name__}: {exc}"),
+                          self._clock())
+        with dest.cond:
+            dest.state = "error"
+            dest.busy_since = None
+            dest.in_flight = False
+            dest.backlog += len(dest.queue)
+            dest.queue.clear()
+            dest.overflow = True
+            dest.overflow_generation += 1
+        log.error("output %s: worker failed, starting over in %.1f s: %s", dest.name, wait,
+                  _bug_report(exc))
 
     def _next(self, dest: _Destination) -> AlarmMessage | None:
         """The next message in order: from the queue, else read back from the outbox."""
@@ -190,7 +255,10 @@ class Dispatcher:
         # The queue is empty and submits do not append while overflow is set, so the
         # outbox's pending rows (oldest first) are exactly what comes next, in order.
         try:
-            rows = self.store.pending(dest.name, limit=dest.queue_size)
+            rows = self.store.pending(
+                dest.name, limit=dest.queue_size,
+                on_bad=lambda event, reason: self._unreadable(dest, event, reason),
+            )
         except EventStoreError as exc:
             log.error("output %s: cannot read the outbox: %s", dest.name, exc)
             self._stop.wait(STORE_RETRY_S)
@@ -202,6 +270,12 @@ class Dispatcher:
             dest.overflow = more
             dest.backlog = max(0, dest.backlog - len(rows)) if more else 0
         return None
+
+    def _unreadable(self, dest: _Destination, event: str, reason: str) -> None:
+        """A pending row the event log could not read back: it was marked failed there."""
+        dest.record_error(redact_text(f"alarm {event}: {reason}"), self._clock())
+        with dest.cond:
+            dest.dropped += 1
 
     def _deliver(self, dest: _Destination, message: AlarmMessage) -> None:
         delay = self.cfg.retry_initial_s
@@ -220,15 +294,16 @@ class Dispatcher:
                     return
                 with dest.cond:
                     dest.state = "sending"
+                    dest.busy_since = time.monotonic()
                 try:
                     dest.output.send(message)
                 except OutputError as exc:
-                    error, retry = str(exc) or type(exc).__name__, exc.retry
+                    error, retry = redact_text(str(exc) or type(exc).__name__), exc.retry
                 except Exception as exc:  # a bug in an output must not kill its worker
                     if attempts == 0:
-                        log.exception("output %s: unexpected error sending alarm %s",
-                                      dest.name, message.event_id)
-                    error, retry = f"{type(exc).__name__}: {exc}", True
+                        log.error("output %s: unexpected error sending alarm %s: %s",
+                                  dest.name, message.event_id, _bug_report(exc))
+                    error, retry = redact_text(f"{type(exc).__name__}: {exc}"), True
                 else:
                     self._mark(self.store.mark_delivered, message, dest)
                     with dest.cond:
@@ -238,11 +313,13 @@ class Dispatcher:
                         log.info("output %s: alarm %s delivered after %d failed attempt(s)",
                                  dest.name, message.event_id, attempts)
                     return
+                finally:
+                    with dest.cond:
+                        dest.busy_since = None
                 attempts += 1
+                dest.record_error(error, self._clock())
                 with dest.cond:
                     dest.failed_attempts += 1
-                    dest.last_error = error
-                    dest.last_error_time = self._clock()
                 if not retry:
                     self._mark(self.store.mark_failed, message, dest, error, True)
                     with dest.cond:
@@ -279,8 +356,13 @@ class Dispatcher:
     # ------------------------------------------------------------------------------ control
 
     def health(self) -> dict[str, dict[str, Any]]:
-        """Per destination: state, queued, delivered, dropped, failed_attempts,
-        last_success_utc, last_error, last_error_utc (ISO 8601 UTC or None)."""
+        """Per destination (by its redacted name): ``state``, ``queued``, ``delivered``,
+        ``dropped``, ``failed_attempts``, ``last_success_utc``, ``last_error``,
+        ``last_error_utc`` (ISO 8601 UTC or None). ``state`` is one of "starting", "idle",
+        "sending", "retrying", "stopped", and the two a status page must flag: "error" (the
+        worker failed unexpectedly and waits to start over, or its thread has ended) and
+        "stuck" (one send running more than STUCK_FACTOR times its output's deadline_s plus
+        STUCK_GRACE_S); for both, ``last_error`` says what happened."""
         return {name: dest.health() for name, dest in self._dests.items()}
 
     def stop(self, timeout: float = 3.0) -> None:

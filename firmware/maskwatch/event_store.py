@@ -18,6 +18,12 @@ Retention (``prune``) deletes the oldest events beyond [storage] max_events, max
 snapshots) and max_age_days, but never one still pending for a destination unless it is older
 than [outputs] max_age_s.
 
+Rows are read defensively: SQLite keeps whatever value a column was given, so a manual edit,
+a bad sector or an older version can leave text where a number belongs or a box that is not
+JSON. Such a row is never sent (``pending`` marks it failed with the reason and goes on), is
+shown with what can be read (``problems`` names the rest), and its snapshot path is only used
+when it is ``snapshots/<event id>.jpg``, so it can neither serve nor delete another file.
+
 Threads: ``add``, ``prune`` and the marks serialise on one write lock; reads (the dispatcher's
 ``pending``, the web page's queries) use their own connection, which WAL lets run alongside a
 write.
@@ -27,6 +33,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import re
 import sqlite3
@@ -43,6 +50,7 @@ import numpy as np
 
 from maskwatch.alarm_message import AlarmMessage
 from maskwatch.config import Config
+from maskwatch.redact import redact_text
 
 if TYPE_CHECKING:  # service.py imports this module
     from maskwatch.service import AlarmEvent
@@ -55,6 +63,7 @@ SCHEMA_VERSION = 1
 BUSY_TIMEOUT_S = 10.0
 MAX_LIST = 1000
 _EVENT_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+_SNAPSHOT_NAME = re.compile(rf"{SNAPSHOT_DIR}/[A-Za-z0-9_-]{{1,64}}\.jpg")
 _TMP_SUFFIX = ".tmp"
 
 PENDING, DELIVERED, FAILED, DROPPED = "pending", "delivered", "failed", "dropped"
@@ -92,6 +101,8 @@ _EVENT_COLUMNS = (
     "e.seq, e.id, e.utc_ms, e.device, e.label, e.confidence, e.track, e.box, e.width, e.height, "
     "e.snapshot, e.snapshot_bytes"
 )
+# snapshot_bytes where it is a number, else 0: sums and retention never trip over a bad row.
+_SNAPSHOT_BYTES = "(CASE WHEN typeof(snapshot_bytes) = 'integer' THEN snapshot_bytes ELSE 0 END)"
 
 
 class EventStoreError(Exception):
@@ -113,31 +124,116 @@ class Delivery:
 
 @dataclass(frozen=True)
 class StoredEvent:
-    """One row of the event log, for the web page and its JSON API."""
+    """One row of the event log, for the web page and its JSON API. A value that cannot be
+    read is None (the snapshot: "") and its column is named in ``problems``."""
 
     event_id: str
-    utc_ms: int
-    device: str
-    label: str
-    confidence: float
-    track_id: int
-    box: tuple[float, float, float, float]
-    width: int
-    height: int
+    utc_ms: int | None
+    device: str | None
+    label: str | None
+    confidence: float | None
+    track_id: int | None
+    box: tuple[float, float, float, float] | None
+    width: int | None
+    height: int | None
     snapshot_path: str  # absolute; "" if none was stored
-    snapshot_bytes: int
+    snapshot_bytes: int | None
     deliveries: tuple[Delivery, ...] = ()
+    problems: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
-        data["utc"] = _iso(self.utc_ms)
-        data["box"] = list(self.box)
+        data["utc"] = None if self.utc_ms is None else _iso(self.utc_ms)
+        data["box"] = None if self.box is None else list(self.box)
         data["deliveries"] = [asdict(d) for d in self.deliveries]
+        data["problems"] = list(self.problems)
         return data
 
 
 def _iso(utc_ms: int) -> str:
     return datetime.fromtimestamp(utc_ms / 1000, timezone.utc).isoformat(timespec="milliseconds")
+
+
+def _integer(value: Any) -> int:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    raise ValueError("not an integer")
+
+
+def _number(value: Any) -> float:
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+        return float(value)
+    raise ValueError("not a number")
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    raise ValueError("not text")
+
+
+def _event_id(value: Any) -> str:
+    if isinstance(value, str) and _EVENT_ID.fullmatch(value):
+        return value
+    raise ValueError("not an event id")
+
+
+def _box(value: Any) -> tuple[float, float, float, float]:
+    try:
+        box = json.loads(value) if isinstance(value, str) else None
+    except ValueError:
+        box = None
+    if not isinstance(box, list) or len(box) != 4:
+        raise ValueError("not a JSON list of 4 numbers")
+    x1, y1, x2, y2 = (_number(v) for v in box)
+    return x1, y1, x2, y2
+
+
+def _snapshot(value: Any) -> str:
+    """A stored snapshot path: "" or snapshots/<event id>.jpg, nothing that could point to
+    another file (the database itself) when it is served or deleted."""
+    if value == "" or (isinstance(value, str) and _SNAPSHOT_NAME.fullmatch(value)):
+        return value
+    raise ValueError(f"not {SNAPSHOT_DIR}/<event id>.jpg")
+
+
+def _or(convert: Callable[[Any], Any], value: Any, default: Any) -> Any:
+    try:
+        return convert(value)
+    except ValueError:
+        return default
+
+
+def _shown(value: Any) -> str:
+    """A bad value, short and without credentials, for a problem text."""
+    if isinstance(value, bytes):
+        return f"{len(value)} bytes of binary data"
+    text = redact_text(repr(value))
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+# Each event column and how its value is checked; StoredEvent's name where it differs.
+_COLUMNS: dict[str, tuple[Callable[[Any], Any], str]] = {
+    "id": (_event_id, "event_id"), "utc_ms": (_integer, "utc_ms"), "device": (_text, "device"),
+    "label": (_text, "label"), "confidence": (_number, "confidence"),
+    "track": (_integer, "track_id"), "box": (_box, "box"), "width": (_integer, "width"),
+    "height": (_integer, "height"), "snapshot": (_snapshot, "snapshot"),
+    "snapshot_bytes": (_integer, "snapshot_bytes"),
+}
+
+
+def _read_row(row: sqlite3.Row) -> tuple[dict[str, Any], list[str]]:
+    """The values of an event row by StoredEvent's names (None where unreadable, the
+    snapshot ""), and a problem per unreadable column."""
+    values: dict[str, Any] = {}
+    problems: list[str] = []
+    for column, (convert, name) in _COLUMNS.items():
+        try:
+            values[name] = convert(row[column])
+        except ValueError as exc:
+            values[name] = "" if column == "snapshot" else None
+            problems.append(f"{column}: {exc} (got {_shown(row[column])})")
+    return values, problems
 
 
 def message_for(event: AlarmEvent, snapshot_path: str = "") -> AlarmMessage:
@@ -384,7 +480,7 @@ class EventStore:
             raise
         return self._message(
             event_id, utc_ms, event.device, alarm.label.value, float(alarm.confidence),
-            int(alarm.track_id), box, snapshot,
+            int(alarm.track_id), (box[0], box[1], box[2], box[3]), snapshot,
         )
 
     def _write_snapshot(self, event_id: str, image: np.ndarray) -> tuple[str, int]:
@@ -424,34 +520,58 @@ class EventStore:
 
     def _message(
         self, event_id: str, utc_ms: int, device: str, label: str, confidence: float,
-        track: int, box: list[float], snapshot: str,
+        track: int, box: tuple[float, float, float, float], snapshot: str,
     ) -> AlarmMessage:
         url = ""
         if snapshot and self.snapshot_url_format:
             url = self.snapshot_url_format.format(event_id=event_id)
         return AlarmMessage(
             event_id=event_id, utc_ms=utc_ms, device=device, label=label,
-            confidence=confidence, track_id=track,
-            box=(box[0], box[1], box[2], box[3]),
+            confidence=confidence, track_id=track, box=box,
             snapshot_path=str(self.dir / snapshot) if snapshot else "", snapshot_url=url,
-        )
-
-    def _row_message(self, row: sqlite3.Row) -> AlarmMessage:
-        return self._message(
-            row["id"], row["utc_ms"], row["device"], row["label"], row["confidence"],
-            row["track"], json.loads(row["box"]), row["snapshot"],
         )
 
     # ------------------------------------------------------------------------------ outbox
 
-    def pending(self, destination: str, limit: int = 100) -> list[AlarmMessage]:
-        """The oldest undelivered alarms for ``destination``, in event order."""
-        rows = self._read(
-            f"SELECT {_EVENT_COLUMNS} FROM outbox o JOIN events e ON e.seq = o.seq "
-            "WHERE o.destination = ? AND o.state = 'pending' ORDER BY o.seq LIMIT ?",
-            (destination, max(1, int(limit))),
-        )
-        return [self._row_message(r) for r in rows]
+    def pending(
+        self, destination: str, limit: int = 100,
+        on_bad: Callable[[str, str], None] | None = None,
+    ) -> list[AlarmMessage]:
+        """The oldest undelivered alarms for ``destination``, in event order, at most
+        ``limit``. A row with an unreadable value is not returned but marked failed with the
+        reason, logged and passed to ``on_bad(event, reason)``; the read goes on past it, so
+        fewer than ``limit`` alarms still means there are no more."""
+        limit = max(1, int(limit))
+        messages: list[AlarmMessage] = []
+        after = 0
+        while len(messages) < limit:
+            wanted = limit - len(messages)
+            rows = self._read(
+                f"SELECT {_EVENT_COLUMNS} FROM outbox o JOIN events e ON e.seq = o.seq "
+                "WHERE o.destination = ? AND o.state = 'pending' AND o.seq > ? "
+                "ORDER BY o.seq LIMIT ?",
+                (destination, after, wanted),
+            )
+            for row in rows:
+                values, problems = _read_row(row)
+                if not problems:
+                    messages.append(self._message(
+                        values["event_id"], values["utc_ms"], values["device"],
+                        values["label"], values["confidence"], values["track_id"],
+                        values["box"], values["snapshot"],
+                    ))
+                    continue
+                event = values["event_id"] or f"event #{row['seq']}"
+                reason = "unreadable event row: " + "; ".join(problems)
+                self._set_state(destination, "?", row["seq"], FAILED, reason, attempt=False)
+                log.warning("event log: alarm %s not sent to %s: %s", event, destination,
+                            reason)
+                if on_bad is not None:
+                    on_bad(event, reason)
+            if len(rows) < wanted:
+                break
+            after = rows[-1]["seq"]
+        return messages
 
     def pending_count(self, destination: str | None = None) -> int:
         if destination is None:
@@ -473,14 +593,21 @@ class EventStore:
     def _mark(
         self, event_id: str, destination: str, state: str, error: str = "", attempt: bool = True
     ) -> bool:
+        return self._set_state(destination, "(SELECT seq FROM events WHERE id = ?)", event_id,
+                               state, error, attempt)
+
+    def _set_state(
+        self, destination: str, seq_sql: str, key: Any, state: str, error: str, attempt: bool
+    ) -> bool:
+        """Move the pending outbox row of ``destination`` whose seq is ``seq_sql`` (with the
+        parameter ``key``) to ``state``; False when there was none."""
         now_ms = int(self._clock() * 1000)
 
         def update(db: sqlite3.Connection) -> int:
             return db.execute(
                 "UPDATE outbox SET state = ?, attempts = attempts + ?, last_error = ?, "
-                "updated_ms = ? WHERE destination = ? AND state = 'pending' "
-                "AND seq = (SELECT seq FROM events WHERE id = ?)",
-                (state, int(attempt), error[:500], now_ms, destination, event_id),
+                f"updated_ms = ? WHERE destination = ? AND state = 'pending' AND seq = {seq_sql}",
+                (state, int(attempt), error[:500], now_ms, destination, key),
             ).rowcount
 
         return bool(self._write(self._marks, update))
@@ -528,10 +655,11 @@ class EventStore:
         age_cutoff = now_ms - int(self.storage.max_age_days * 86_400_000)
         keep_pending_after = now_ms - int(self.outbox_max_age_s * 1000)
         unprotected = (
-            "NOT (e.utc_ms >= :keep AND EXISTS (SELECT 1 FROM outbox o "
-            "WHERE o.seq = e.seq AND o.state = 'pending'))"
+            "NOT (typeof(e.utc_ms) = 'integer' AND e.utc_ms >= :keep AND EXISTS (SELECT 1 "
+            "FROM outbox o WHERE o.seq = e.seq AND o.state = 'pending'))"
         )
         params = {"keep": keep_pending_after, "age": age_cutoff}
+        columns = f"seq, snapshot, {_SNAPSHOT_BYTES} AS snapshot_bytes"
         result = {"by_age": 0, "by_count": 0, "by_bytes": 0, "bytes_freed": 0}
         files: list[str] = []
 
@@ -540,28 +668,29 @@ class EventStore:
             db.executemany("DELETE FROM events WHERE seq = ?", [(r["seq"],) for r in rows])
             result[reason] += len(rows)
             result["bytes_freed"] += sum(r["snapshot_bytes"] for r in rows)
-            files.extend(r["snapshot"] for r in rows if r["snapshot"])
+            files.extend(_or(_snapshot, r["snapshot"], "") for r in rows)
 
         def work(db: sqlite3.Connection) -> None:
             rows = db.execute(
-                f"SELECT seq, snapshot, snapshot_bytes FROM events e WHERE e.utc_ms < :age "
-                f"AND {unprotected}", params,
+                f"SELECT {columns} FROM events e WHERE e.utc_ms < :age AND {unprotected}",
+                params,
             ).fetchall()
             delete(db, rows, "by_age")
             excess = db.execute("SELECT COUNT(*) FROM events").fetchone()[0]
             excess -= self.storage.max_events
             if excess > 0:
                 rows = db.execute(
-                    f"SELECT seq, snapshot, snapshot_bytes FROM events e WHERE {unprotected} "
-                    "ORDER BY seq LIMIT :n", {**params, "n": excess},
+                    f"SELECT {columns} FROM events e WHERE {unprotected} ORDER BY seq LIMIT :n",
+                    {**params, "n": excess},
                 ).fetchall()
                 delete(db, rows, "by_count")
-            total = db.execute("SELECT COALESCE(SUM(snapshot_bytes), 0) FROM events").fetchone()[0]
+            total = db.execute(
+                f"SELECT COALESCE(SUM({_SNAPSHOT_BYTES}), 0) FROM events").fetchone()[0]
             if total > self.storage.max_bytes:
                 chosen = []
                 for row in db.execute(
-                    f"SELECT seq, snapshot, snapshot_bytes FROM events e WHERE "
-                    f"snapshot_bytes > 0 AND {unprotected} ORDER BY seq", params,
+                    f"SELECT {columns} FROM events e WHERE {_SNAPSHOT_BYTES} > 0 AND "
+                    f"{unprotected} ORDER BY seq", params,
                 ).fetchall():  # all read before deleting: no statement left open
                     if total <= self.storage.max_bytes:
                         break
@@ -570,7 +699,7 @@ class EventStore:
                 delete(db, chosen, "by_bytes")
 
         self._write(self._db, work)
-        for relative in files:  # after the commit: a crash in between leaves orphans only
+        for relative in filter(None, files):  # after the commit: a crash leaves orphans only
             _unlink_quietly(self.dir / relative)
         if any(result[k] for k in ("by_age", "by_count", "by_bytes")):
             log.info("event log pruned: %s", result)
@@ -622,15 +751,16 @@ class EventStore:
         """The JPEG of an event, or None (unknown id, no snapshot, file gone). The path comes
         from the database, never from the id, so an id from a URL cannot point elsewhere."""
         rows = self._read("SELECT snapshot FROM events WHERE id = ?", (event_id,))
-        if not rows or not rows[0][0]:
+        relative = _or(_snapshot, rows[0][0], "") if rows else ""
+        if not relative:
             return None
-        path = self.dir / rows[0][0]
+        path = self.dir / relative
         return path if path.is_file() else None
 
     def stats(self) -> dict[str, int]:
         row = self._read(
-            "SELECT COUNT(*), COALESCE(SUM(snapshot_bytes), 0), COALESCE(MIN(utc_ms), 0) "
-            "FROM events"
+            f"SELECT COUNT(*), COALESCE(SUM({_SNAPSHOT_BYTES}), 0), COALESCE(MIN(CASE WHEN "
+            "typeof(utc_ms) = 'integer' THEN utc_ms END), 0) FROM events"
         )[0]
         return {
             "events": int(row[0]), "snapshot_bytes": int(row[1]), "oldest_utc_ms": int(row[2]),
@@ -638,6 +768,8 @@ class EventStore:
         }
 
     def _stored(self, rows: list[sqlite3.Row]) -> list[StoredEvent]:
+        """The events of ``rows`` with their deliveries; a row whose id cannot be read is
+        left out (logged), as nothing could address it."""
         if not rows:
             return []
         by_seq: dict[int, list[Delivery]] = {r["seq"]: [] for r in rows}
@@ -647,19 +779,23 @@ class EventStore:
             f"WHERE seq IN ({marks}) ORDER BY destination", list(by_seq),
         ):
             by_seq[d["seq"]].append(Delivery(
-                d["destination"], d["state"], d["attempts"], d["last_error"], d["updated_ms"]
+                redact_text(_or(_text, d["destination"], "?")), _or(_text, d["state"], "?"),
+                _or(_integer, d["attempts"], 0), redact_text(_or(_text, d["last_error"], "")),
+                _or(_integer, d["updated_ms"], 0),
             ))
-        return [
-            StoredEvent(
-                event_id=r["id"], utc_ms=r["utc_ms"], device=r["device"], label=r["label"],
-                confidence=r["confidence"], track_id=r["track"],
-                box=tuple(json.loads(r["box"])),  # type: ignore[arg-type]
-                width=r["width"], height=r["height"],
-                snapshot_path=str(self.dir / r["snapshot"]) if r["snapshot"] else "",
-                snapshot_bytes=r["snapshot_bytes"], deliveries=tuple(by_seq[r["seq"]]),
-            )
-            for r in rows
-        ]
+        events = []
+        for row in rows:
+            values, problems = _read_row(row)
+            if values["event_id"] is None:
+                log.warning("event log: event #%d left out, its id is unreadable (%s)",
+                            row["seq"], "; ".join(problems))
+                continue
+            relative = values.pop("snapshot")
+            events.append(StoredEvent(
+                **values, snapshot_path=str(self.dir / relative) if relative else "",
+                deliveries=tuple(by_seq[row["seq"]]), problems=tuple(problems),
+            ))
+        return events
 
 
 def open_event_store(

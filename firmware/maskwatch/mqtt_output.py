@@ -79,6 +79,7 @@ class MqttOutput(Output):
         self.discovery = discovery
         self.discovery_prefix = discovery_prefix
         self.publish_timeout_s = publish_timeout_s
+        self.deadline_s = publish_timeout_s
         self.state_hold_s = state_hold_s
         self._lock = threading.Lock()
         self._off_timer: threading.Timer | None = None
@@ -126,8 +127,10 @@ class MqttOutput(Output):
 
     def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any,
                        properties: Any = None) -> None:
+        was_connected = self._connected.is_set()
         self._connected.clear()
-        if not self._closed:
+        # A refused login also ends in a disconnect: keep its reason ("Not authorized").
+        if was_connected and not self._closed:
             self._last_problem = f"connection lost: {reason}"
             log.warning("%s: %s", self.name, self._last_problem)
 

@@ -14,7 +14,7 @@ import threading
 import serial
 
 from maskwatch.alarm_message import AlarmMessage, Output, OutputError
-from maskwatch.tcp_output import DEFAULT_TEMPLATE, render_template
+from maskwatch.tcp_output import DEFAULT_TEMPLATE, MAX_MESSAGE_BYTES, render_line
 
 log = logging.getLogger(__name__)
 
@@ -44,8 +44,14 @@ class SerialOutput(Output):
         self._serial: serial.Serial | None = None
         self._lock = threading.Lock()
 
+    @property
+    def deadline_s(self) -> float:
+        """The write timeout, then the drain of the longest line at this baud rate (up to
+        12 bits a byte)."""
+        return self.write_timeout_s + MAX_MESSAGE_BYTES * 12 / self.baudrate
+
     def encode(self, message: AlarmMessage) -> bytes:
-        return (render_template(self.template, message) + self.line_end).encode("utf-8")
+        return render_line(self.template, message, self.line_end)
 
     def send(self, message: AlarmMessage) -> None:
         data = self.encode(message)

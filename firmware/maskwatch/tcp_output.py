@@ -18,13 +18,16 @@ The message encoding is pluggable: ``ENCODERS`` maps a ``format`` name to a func
 can be added with ``@register_encoder("name")`` and is then accepted by the config.
 
 This module also holds the message rendering every output shares: ``message_fields`` (the
-JSON object webhook and MQTT send too), ``utc_iso`` and the template placeholders.
+JSON object webhook and MQTT send too), ``utc_iso`` and the template placeholders, with the
+bounds every rendered line keeps (MAX_FIELD_WIDTH, MAX_MESSAGE_BYTES).
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
+import re
 import socket
 import string
 import threading
@@ -41,6 +44,8 @@ log = logging.getLogger(__name__)
 DEFAULT_PORT = 1818
 DEFAULT_TEMPLATE = "MASKWATCH {message_id} {device} {class} {utc} {event_id}"
 LINE_ENDS = ("\n", "\r\n", "\r", "")
+MAX_FIELD_WIDTH = 1024  # of a template placeholder's width or precision
+MAX_MESSAGE_BYTES = 64 * 1024  # of a rendered template line, its line end included
 
 # Template placeholders and what each renders as (README "Alarm messages").
 PLACEHOLDERS: dict[str, str] = {
@@ -119,8 +124,11 @@ SAMPLE_MESSAGE = AlarmMessage(
 )
 
 
+@functools.lru_cache(maxsize=64)
 def check_template(template: str) -> str:
-    """Raise ValueError (naming the allowed placeholders) unless ``template`` renders."""
+    """Raise ValueError (naming the allowed placeholders) unless ``template`` renders, with
+    no width or precision above MAX_FIELD_WIDTH (a format spec such as ``{device:>50000000}``
+    would otherwise make a 50 MB message)."""
     allowed = ", ".join("{" + name + "}" for name in PLACEHOLDERS)
     if any(ch in template for ch in "\r\n") or any(ord(ch) < 32 for ch in template):
         raise ValueError("the template is one line: no line breaks or control characters "
@@ -136,6 +144,11 @@ def check_template(template: str) -> str:
             raise ValueError(f"unknown placeholder {{{name}}} (allowed: {allowed})")
         if spec and "{" in spec:
             raise ValueError(f"nested placeholder in {{{name}:{spec}}} is not supported")
+        # Every number in a spec is a fill digit, a width or a precision: bounding them all
+        # bounds the width and precision without parsing the format mini-language.
+        if any(int(number) > MAX_FIELD_WIDTH for number in re.findall(r"\d+", spec or "")):
+            raise ValueError(f"{{{name}:{spec}}}: a width or precision is at most "
+                             f"{MAX_FIELD_WIDTH}")
     try:
         template.format_map(placeholder_values(SAMPLE_MESSAGE))
     except (ValueError, TypeError) as exc:
@@ -143,8 +156,20 @@ def check_template(template: str) -> str:
     return template
 
 
-def render_template(template: str, message: AlarmMessage) -> str:
-    return template.format_map(placeholder_values(message))
+def render_line(template: str, message: AlarmMessage, line_end: str) -> bytes:
+    """``template`` filled in for ``message`` and ``line_end``, UTF-8 encoded (TCP and serial
+    lines). OutputError(retry=False) for a template that is not valid (only possible when it
+    did not come through the config) or a line longer than MAX_MESSAGE_BYTES: the same alarm
+    would render the same on every retry."""
+    try:
+        check_template(template)
+    except ValueError as exc:
+        raise OutputError(f"template refused: {exc}", retry=False) from None
+    data = (template.format_map(placeholder_values(message)) + line_end).encode("utf-8")
+    if len(data) > MAX_MESSAGE_BYTES:
+        raise OutputError(f"the rendered template is {len(data)} bytes, more than the "
+                          f"{MAX_MESSAGE_BYTES // 1024} KiB a message may have", retry=False)
+    return data
 
 
 @dataclass(frozen=True)
@@ -175,7 +200,7 @@ def encode_json(message: AlarmMessage, options: EncodeOptions) -> bytes:
 
 @register_encoder("template")
 def encode_template(message: AlarmMessage, options: EncodeOptions) -> bytes:
-    return (render_template(options.template, message) + options.line_end).encode("utf-8")
+    return render_line(options.template, message, options.line_end)
 
 
 def _reason(exc: BaseException, stage: str, timeout: float) -> str:
@@ -222,6 +247,13 @@ class TcpOutput(Output):
         self.wait_for_close = wait_for_close
         self.attempts = 0  # connection attempts made, for tests and health
         self._closed = threading.Event()
+
+    @property
+    def deadline_s(self) -> float:
+        """Every attempt at its longest, and the pauses between them."""
+        attempts = self.retries + 1
+        return (attempts * (self.connect_timeout_s + self.send_timeout_s)
+                + self.retries * self.retry_pause_s)
 
     def encode(self, message: AlarmMessage) -> bytes:
         return self.encoder(message, self.options)

@@ -7,29 +7,43 @@ UTF-8. Two headers let the receiver check it came from this device and is fresh:
     X-Maskwatch-Signature: sha256=<hex HMAC-SHA256(secret, "<timestamp>.<body>")>
 
 (no signature header when ``secret`` is empty). One ``send`` is one POST: the dispatcher
-retries with back-off. A 2xx answer is success; 5xx, 408, 429, timeouts and connection errors
-are worth retrying; any other 4xx and redirects are not (the request itself is wrong). TLS
+retries with back-off. A 2xx answer, read to its end, is success; 5xx, 408, 429, timeouts,
+connection errors and answers cut off before their end (Content-Length, chunks, headers) are
+worth retrying; any other 4xx and redirects are not (the request itself is wrong). TLS
 certificates are verified unless ``verify_tls = false``; ``ca_file`` adds a private CA.
 Proxy variables of the environment are not used: the appliance talks to the URL directly.
+
+``timeout_s`` bounds the whole send (connect, TLS handshake, request, complete answer), not
+each socket read: a watchdog shuts the socket down when it runs out, so an endpoint trickling
+its answer byte by byte holds the worker no longer than that. A URL with ``user:password@`` is
+refused: the password would show in logs and status pages (``secret`` signs instead).
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import http.client
 import json
 import socket
 import ssl
+import threading
 import time
-import urllib.error
-import urllib.request
+from typing import Any
 from urllib.parse import urlsplit
 
 from maskwatch import __version__
 from maskwatch.alarm_message import AlarmMessage, Output, OutputError
+from maskwatch.redact import has_userinfo, redact_url
 from maskwatch.tcp_output import message_fields
 
 RETRYABLE_4XX = (408, 429)
+MAX_ANSWER_BYTES = 64 * 1024  # of an answer's body read; the rest is not waited for
+USERINFO_REFUSED = (
+    "a user name or password in the url is not supported (it would show in logs and status "
+    "pages): remove it and set secret instead; the receiver checks the HMAC signature in the "
+    "X-Maskwatch-Signature header"
+)
 
 
 def sign(secret: str, timestamp: str, body: bytes) -> str:
@@ -44,9 +58,60 @@ def body_of(message: AlarmMessage) -> bytes:
                       ensure_ascii=False).encode("utf-8")
 
 
-class _NoRedirect(urllib.request.HTTPRedirectHandler):
-    def redirect_request(self, req, fp, code, msg, headers, newurl):  # type: ignore[override]
-        return None  # the 3xx then surfaces as an HTTPError
+class _LastLine:
+    """The socket file of a response, remembering the last line read from it."""
+
+    def __init__(self, fp: Any) -> None:
+        self._fp = fp
+        self.last_line = b""
+
+    def readline(self, limit: int = -1) -> bytes:
+        self.last_line = self._fp.readline(limit)
+        return self.last_line
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._fp, name)
+
+
+class _Response(http.client.HTTPResponse):
+    """An HTTPResponse that knows whether its header block ended with the blank line:
+    http.client takes a connection closed in the middle of the headers for their end."""
+
+    def __init__(self, sock: socket.socket, *args: Any, **kwargs: Any) -> None:
+        super().__init__(sock, *args, **kwargs)
+        self.fp = _LastLine(self.fp)
+
+    def begin(self) -> None:
+        super().begin()
+        if self.fp.last_line not in (b"\r\n", b"\n"):
+            raise http.client.IncompleteRead(self.fp.last_line)
+
+
+def _read_answer(response: http.client.HTTPResponse) -> None:
+    """Read the answer's body (up to MAX_ANSWER_BYTES), so one cut off before its end raises
+    and the alarm counts as not delivered."""
+    left = MAX_ANSWER_BYTES
+    while left > 0:
+        piece = response.read(min(left, 16384))
+        if not piece:
+            if response.length:  # the connection ended before Content-Length bytes came
+                raise http.client.IncompleteRead(b"", response.length)
+            return
+        left -= len(piece)
+
+
+def _cut(connection: http.client.HTTPConnection, expired: threading.Event) -> None:
+    """The watchdog: end a send that ran out of time by shutting its socket down, which
+    wakes the blocked read or write at once."""
+    expired.set()
+    sock = connection.sock
+    if sock is not None:
+        try:
+            # socket.socket's shutdown, not SSLSocket's: that one also drops the TLS state
+            # under the thread still reading from it.
+            socket.socket.shutdown(sock, socket.SHUT_RDWR)
+        except OSError:
+            pass  # closed in the meantime: the send ended on its own
 
 
 class WebhookOutput(Output):
@@ -59,25 +124,28 @@ class WebhookOutput(Output):
         verify_tls: bool = True,
         ca_file: str = "",
     ) -> None:
+        if has_userinfo(url):
+            raise ValueError(f"webhook url {redact_url(url)}: {USERINFO_REFUSED}")
         self.url = url
         self.secret = secret
         self.timeout_s = timeout_s
+        self.deadline_s = timeout_s
         parts = urlsplit(url)
-        self.name = f"webhook:{parts.scheme}://{parts.netloc}{parts.path}"
-        handlers: list[urllib.request.BaseHandler] = [urllib.request.ProxyHandler({}),
-                                                       _NoRedirect()]
+        self.name = "webhook:" + redact_url(f"{parts.scheme}://{parts.netloc}{parts.path}")
+        self._host, self._port = parts.hostname or "", parts.port
+        self._target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        self._tls: ssl.SSLContext | None = None
         if parts.scheme == "https":
             if verify_tls:
-                context = ssl.create_default_context(cafile=ca_file or None)
+                self._tls = ssl.create_default_context(cafile=ca_file or None)
             else:
-                context = ssl.create_default_context()
-                context.check_hostname = False
-                context.verify_mode = ssl.CERT_NONE
-            handlers.append(urllib.request.HTTPSHandler(context=context))
-        self._opener = urllib.request.build_opener(*handlers)
+                self._tls = ssl.create_default_context()
+                self._tls.check_hostname = False
+                self._tls.verify_mode = ssl.CERT_NONE
 
     def request_for(self, message: AlarmMessage,
-                    now: float | None = None) -> urllib.request.Request:
+                    now: float | None = None) -> tuple[bytes, dict[str, str]]:
+        """The body and headers of the POST for ``message``."""
         body = body_of(message)
         timestamp = str(int(time.time() if now is None else now))
         headers = {
@@ -88,29 +156,39 @@ class WebhookOutput(Output):
         }
         if self.secret:
             headers["X-Maskwatch-Signature"] = sign(self.secret, timestamp, body)
-        return urllib.request.Request(self.url, data=body, headers=headers, method="POST")
+        return body, headers
+
+    def _connection(self) -> http.client.HTTPConnection:
+        connection: http.client.HTTPConnection
+        if self._tls is not None:
+            connection = http.client.HTTPSConnection(
+                self._host, self._port, timeout=self.timeout_s, context=self._tls)
+        else:
+            connection = http.client.HTTPConnection(self._host, self._port,
+                                                    timeout=self.timeout_s)
+        connection.response_class = _Response
+        return connection
 
     def send(self, message: AlarmMessage) -> None:
-        request = self.request_for(message)
+        body, headers = self.request_for(message)
+        connection = self._connection()
+        expired = threading.Event()
+        watchdog = threading.Timer(self.timeout_s, _cut, (connection, expired))
+        watchdog.daemon = True
+        watchdog.start()
         try:
-            with self._opener.open(request, timeout=self.timeout_s) as response:
-                response.read(65536)
-                status = response.status
-        except urllib.error.HTTPError as exc:
-            status = exc.code
-            exc.close()
-        except (TimeoutError, socket.timeout):
-            raise OutputError(f"{self.name}: no answer within {self.timeout_s:g} s") from None
-        except urllib.error.URLError as exc:
-            reason = exc.reason
-            if isinstance(reason, ssl.SSLCertVerificationError):
-                raise OutputError(f"{self.name}: TLS certificate not trusted "
-                                  f"({reason.verify_message}); set ca_file") from None
-            if isinstance(reason, (TimeoutError, socket.timeout)):
-                raise OutputError(f"{self.name}: no answer within {self.timeout_s:g} s") from None
-            raise OutputError(f"{self.name}: {reason}") from None
-        except OSError as exc:  # e.g. a reset while reading the answer
-            raise OutputError(f"{self.name}: {exc}") from None
+            connection.connect()
+            if expired.is_set():  # during the connect the watchdog had no socket to shut
+                raise TimeoutError
+            connection.request("POST", self._target, body=body, headers=headers)
+            response = connection.getresponse()
+            _read_answer(response)
+            status = response.status
+        except (OSError, http.client.HTTPException) as exc:
+            raise OutputError(self._failure(exc, expired.is_set())) from None
+        finally:
+            watchdog.cancel()
+            connection.close()
         if 200 <= status < 300:
             return
         if status >= 500 or status in RETRYABLE_4XX:
@@ -119,3 +197,19 @@ class WebhookOutput(Output):
             raise OutputError(f"{self.name}: HTTP {status} redirect; set url to the final "
                               "address", retry=False)
         raise OutputError(f"{self.name}: HTTP {status} (rejected; not retried)", retry=False)
+
+    def _failure(self, exc: BaseException, expired: bool) -> str:
+        """Why a send failed, for the status page: every one of these is worth a retry."""
+        if expired or isinstance(exc, TimeoutError):
+            return f"{self.name}: no complete answer within {self.timeout_s:g} s"
+        if isinstance(exc, ssl.SSLCertVerificationError):
+            return (f"{self.name}: TLS certificate not trusted ({exc.verify_message}); "
+                    "set ca_file")
+        if isinstance(exc, socket.gaierror):
+            return f"{self.name}: cannot resolve the host name ({exc.strerror or exc})"
+        if isinstance(exc, ConnectionRefusedError):
+            return f"{self.name}: connection refused (nothing listening on that port?)"
+        if isinstance(exc, (http.client.HTTPException, ConnectionError)):
+            return (f"{self.name}: the connection ended before a complete answer "
+                    f"({type(exc).__name__}: {exc})")
+        return f"{self.name}: {exc}"
