@@ -67,8 +67,15 @@ def test_defaults_are_valid_and_round_trip() -> None:
     assert config.decision.min_dwell_s <= config.decision.window_s
 
 
-def test_empty_file_gives_defaults(tmp_path: Path) -> None:
-    assert load_config(write(tmp_path, "")) == Config()
+@pytest.mark.parametrize("text", ["", "\n  \n", "# only comments\n# [privacy]\n"])
+def test_an_empty_or_comments_only_file_is_refused(tmp_path: Path, text: str) -> None:
+    """A truncated or emptied file must not silently drop privacy zones and schedule."""
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError, match="holds no settings"):
+        load_config(path)
+    proc = run_cli("check-config", str(path))
+    assert proc.returncode == 78
+    assert "holds no settings" in proc.stdout + proc.stderr
 
 
 def test_valid_file_overrides_only_given_keys(tmp_path: Path) -> None:
@@ -229,3 +236,13 @@ def test_models_dir_read_from_toml(monkeypatch: pytest.MonkeyPatch, tmp_path: Pa
     config = load_config(write(tmp_path, f'[paths]\nmodels_dir = "{tmp_path.as_posix()}/m"\n'))
     assert config.paths.models() == Path(tmp_path / "m")
     assert os.fspath(config.paths.models()).endswith("/m")
+
+
+def test_errors_never_echo_a_secret(tmp_path: Path) -> None:
+    path = write(tmp_path, '[[outputs.webhook]]\nurl = "https://h.example/x?token=abc123"\n'
+                           'secret = 12345678\ntimeout_s = "https://u:pw9@h/"\n')
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    report = info.value.report()
+    assert "outputs.webhook.0.secret" in report and "outputs.webhook.0.timeout_s" in report
+    assert "12345678" not in report and "pw9" not in report

@@ -29,6 +29,7 @@ from pydantic import (
 from maskwatch.redact import has_userinfo, redact_url
 from maskwatch.tcp_output import DEFAULT_TEMPLATE as DEFAULT_ALARM_TEMPLATE
 from maskwatch.tcp_output import ENCODERS, check_template
+from maskwatch.redact import SECRET_PARAM, redact_text
 from maskwatch.webhook_output import USERINFO_REFUSED
 
 if sys.version_info >= (3, 11):
@@ -708,8 +709,12 @@ def _describe(error: dict[str, Any]) -> str:
     if kind == "extra_forbidden":
         allowed = _allowed_keys(error["loc"])
         return f"{path}: unknown key" + (f" (allowed: {', '.join(allowed)})" if allowed else "")
-    message = error["msg"].removeprefix("Value error, ")
-    return f"{path}: {message} (got {error.get('input')!r})"
+    message = redact_text(error["msg"].removeprefix("Value error, "))
+    if SECRET_PARAM.search(str(error["loc"][-1]) if error["loc"] else ""):
+        return f"{path}: {message}"  # a secret is never echoed, not even a mistyped one
+    if isinstance(error.get("input"), dict):
+        return f"{path}: {message}"  # a whole section may hold a password
+    return f"{path}: {message} (got {redact_text(repr(error.get('input')))})"
 
 
 def _allowed_keys(loc: tuple[Any, ...]) -> list[str]:
@@ -750,4 +755,9 @@ def load_config(path: str | os.PathLike[str] | None) -> Config:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(str(p), [f"not valid TOML: {exc}"]) from None
+    if not data:
+        # A truncated or emptied file would silently drop privacy zones and the schedule.
+        raise ConfigError(str(p), [
+            "the file holds no settings (it is empty or only comments); start from the "
+            "commented default config/maskwatch.toml, or give no --config for the defaults"])
     return parse_config(data, str(p))

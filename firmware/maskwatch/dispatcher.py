@@ -440,6 +440,9 @@ class AlarmRecorder:
                 return
             log.info("alarm %s stored after pruning (first attempt: %s)",
                      event.alarm.event_id, first)
+        if self.last_error:
+            log.info("event log: storing alarms again")
+            self.last_error = ""  # health follows the last store result, not the worst one
         self.dispatcher.submit(message)
 
     def stop(self, timeout: float = 3.0) -> None:
