@@ -632,6 +632,12 @@ class WebConfig(Section):
     stream_width: int = Field(960, ge=0, le=3840, description="0 = the frame's own width")
     stream_max_fps: float = Field(15.0, gt=0.0, le=60.0)
     jpeg_quality: int = Field(75, ge=10, le=100)
+    connections_per_client: int = Field(
+        16, ge=0, le=100, description="open connections per client address; 0 = no limit")
+    request_timeout_s: float = Field(
+        10.0, ge=1.0, le=120.0, description="to send a whole request (and TLS handshake)")
+    send_timeout_s: float = Field(
+        10.0, ge=1.0, le=120.0, description="a client taking no response data is dropped")
 
     @field_validator("bind")
     @classmethod

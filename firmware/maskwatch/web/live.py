@@ -7,7 +7,9 @@ subscriber and the frames go nowhere. Its own thread takes the newest outcome (o
 waiting in its queue are skipped), draws the boxes on a copy, scales it to
 ``[web] stream_width`` and encodes it with simplejpeg; every viewer's MJPEG generator then
 sends the same bytes. A viewer that is slow only misses frames, it never holds up another
-viewer or the detection.
+viewer or the detection; one whose socket takes nothing for ``[web] send_timeout_s`` is
+disconnected by the server (maskwatch.web.server), which closes its generator and so gives
+its viewer slot and its server thread back.
 """
 
 from __future__ import annotations
