@@ -1,7 +1,7 @@
 """Classifier crops from ../shared/data for training and evaluation, cached on disk.
 
 Every crop is made the way the device makes it (our detector, our crop function). Synthetic
-mask examples are drawn by maskwatch.mask_overlay on the unmasked training photos before
+mask examples are drawn by maskwatch.sources.mask_overlay on the unmasked training photos before
 cropping, so a drawn mask goes through exactly the resampling a real one would.
 """
 
@@ -15,19 +15,21 @@ from pathlib import Path
 
 import numpy as np
 
-from maskwatch.face_crop import CROP_SIZE, CropGeometry
-from maskwatch.face_detector import FaceDetector
-from maskwatch.image_io import read_rgb
-from maskwatch.mask_overlay import Placement, draw_mask, random_style
-from maskwatch.nose_check import nose_patch
-from maskwatch.photo_crops import find_photo_face
+from maskwatch.cli.image_io import read_rgb
+from maskwatch.sources.mask_overlay import Placement, draw_mask, random_style
+from maskwatch.vision.face_crop import CROP_SIZE, CropGeometry
+from maskwatch.vision.face_detector import FaceDetector
+from maskwatch.vision.nose_check import nose_patch
+from maskwatch.vision.photo_crops import find_photo_face
 
 log = logging.getLogger(__name__)
 
 CLASSES = ("mask", "no_mask", "incorrect")
 REPO = Path(__file__).resolve().parents[1]
 WORKERS = 2
-CODE_FILES = ("face_crop", "photo_crops", "face_detector", "mask_overlay")
+CODE_FILES = (
+    "vision/face_crop", "vision/photo_crops", "vision/face_detector", "sources/mask_overlay",
+)
 
 
 def list_folder(folder: Path, label: str) -> list[tuple[str, int]]:
@@ -73,7 +75,7 @@ def make_crops(
 ) -> dict[str, np.ndarray]:
     """Crops (x), labels (y), whether the detector found the face, and paths.
 
-    ``nose_size``: nose patches of that size (maskwatch.nose_check) instead of classifier
+    ``nose_size``: nose patches of that size (maskwatch.vision.nose_check) instead of classifier
     crops; photos whose face the detector missed are left out, a patch needs keypoints.
 
     ``overlays``: "" none; "train" adds, for every unmasked photo whose face was detected, one
@@ -85,7 +87,7 @@ def make_crops(
     modules = CODE_FILES
     if nose_size:
         extra += f":nose{nose_size}"
-        modules += ("nose_check",)
+        modules += ("vision/nose_check",)
     cached = cache / f"crops_{_cache_key(items, extra, modules)}.npz"
     if cached.is_file():
         log.info("using cached crops %s", cached)

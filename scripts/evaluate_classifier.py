@@ -2,7 +2,7 @@
 """Print every accuracy figure of the mask classifier from ../shared/data in one run.
 
 For the shipped classifier stack (main classifier, confirming classifier, nose check: see
-maskwatch.second_opinion), float and int8, the main classifier alone and with the second
+maskwatch.vision.second_opinion), float and int8, the main classifier alone and with the second
 opinions:
   1. faces/test: recall of mask and no_mask
   2. wear/ (synthetic, evaluation only): incorrect recall, correctly worn labelled mask
@@ -24,15 +24,16 @@ from pathlib import Path
 
 import numpy as np
 from dataset import CLASSES, REPO, list_faces, list_folder, make_crops
-from maskwatch.config import ClassifierConfig, Config
-from maskwatch.detect_cmd import face_json
-from maskwatch.face_analyzer import FaceAnalyzer
-from maskwatch.image_io import read_rgb
-from maskwatch.mask_classifier import MaskClassifier, model_crop
-from maskwatch.nose_check import NoseCheck
-from maskwatch.second_opinion import SecondOpinion, WearRules
-from maskwatch.types import Label
 from score_scenes import score
+
+from maskwatch.cli.detect import face_json
+from maskwatch.cli.image_io import read_rgb
+from maskwatch.config import ClassifierConfig, Config
+from maskwatch.types import Label
+from maskwatch.vision.face_analyzer import FaceAnalyzer
+from maskwatch.vision.mask_classifier import MaskClassifier, model_crop
+from maskwatch.vision.nose_check import NoseCheck
+from maskwatch.vision.second_opinion import SecondOpinion, WearRules
 
 log = logging.getLogger("evaluate_classifier")
 
@@ -52,7 +53,7 @@ def classify_all(classifier: MaskClassifier, crops: np.ndarray, batch: int = 64)
 
 class Judge:
     """The device's verdict on data-set crops: the main classifier, then the second opinions
-    (maskwatch.second_opinion) with nose patches and wear crops made from the same photos."""
+    (maskwatch.vision.second_opinion) with nose patches and wear crops made from the same photos."""
 
     def __init__(
         self, models: Path, main: str, confirm: str, nose: str, wear: str, cache: Path

@@ -3,7 +3,7 @@
 
 The demo photo's face is shrunk to each width and placed at random spots of a grey 192x192
 input; the share of placements where any anchor passes the score threshold is printed. The
-result sets MIN_FACE_IN_INPUT in firmware/maskwatch/face_detector.py.
+result sets MIN_FACE_IN_INPUT in firmware/maskwatch/vision/face_detector.py.
 
     python scripts/measure_detector_scale.py [--threshold 0.5] [--trials 30]
 """
@@ -17,8 +17,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from maskwatch.face_detector import FaceDetector, View
-from maskwatch.image_io import read_rgb
+from maskwatch.cli.image_io import read_rgb
+from maskwatch.vision.face_detector import FaceDetector, View
 
 MODELS = Path(__file__).resolve().parents[1] / "models"
 

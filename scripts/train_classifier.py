@@ -22,13 +22,13 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-
 from dataset import CLASSES, list_faces, make_crops, recall_by_class, source_of
-from maskwatch.face_crop import CROP_SIZE, CropGeometry
-from maskwatch.mask_classifier import MANIFEST
-from maskwatch.mask_overlay import fabric_patch
-from maskwatch.photo_crops import PAD_GREY
-from maskwatch.model_fetch import ASSETS, sha256_of
+
+from maskwatch.sources.mask_overlay import fabric_patch
+from maskwatch.sources.model_fetch import ASSETS, sha256_of
+from maskwatch.vision.face_crop import CROP_SIZE, CropGeometry
+from maskwatch.vision.mask_classifier import MANIFEST
+from maskwatch.vision.photo_crops import PAD_GREY
 
 log = logging.getLogger("train_classifier")
 
@@ -200,7 +200,7 @@ def export(tf, model, out_dir: Path, stem: str, calibration: np.ndarray) -> dict
 
 def tflite_predict(path: Path, crops: np.ndarray) -> np.ndarray:
     """Class probabilities from the exported file, through the device's own runtime layer."""
-    from maskwatch.tflite_runtime import Model
+    from maskwatch.vision.tflite_runtime import Model
 
     model = Model(path)
     probs = []
@@ -370,7 +370,7 @@ def main() -> int:
         "val_images": int(n_val),
         "train_detector_found_share": round(float(train["detected"].mean()), 4),
         "data": "../shared/data/faces/train (facemask12k, chandrikadeb7, rmfd_part1)" + (
-            " plus masks drawn on its no_mask photos by maskwatch.mask_overlay (train palette)"
+            " plus masks drawn on its no_mask photos by maskwatch.sources.mask_overlay (train palette)"
             if recipe["overlays"] else ""
         ),
         "synthetic_images": int(train["synthetic"].sum()),

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Train the nose check (maskwatch.nose_check) and export it to TFLite (float and full-int8).
+"""Train the nose check (maskwatch.vision.nose_check) and export it to TFLite (float and full-int8).
 
 Classes: covered (real masked photos of faces/train, masks drawn on correctly) and uncovered
 (real unmasked photos, masks drawn below the nose or on the chin). The uncovered class is
@@ -19,11 +19,7 @@ import zlib
 from pathlib import Path
 
 import numpy as np
-
 from dataset import CLASSES, list_faces, list_folder, make_crops
-from maskwatch.mask_classifier import MANIFEST
-from maskwatch.model_fetch import sha256_of
-from maskwatch.nose_check import UNCOVERED
 from train_classifier import (
     augment,
     export,
@@ -32,6 +28,10 @@ from train_classifier import (
     tflite_predict,
     training_args,
 )
+
+from maskwatch.sources.model_fetch import sha256_of
+from maskwatch.vision.mask_classifier import MANIFEST
+from maskwatch.vision.nose_check import UNCOVERED
 
 log = logging.getLogger("train_nose_check")
 
@@ -125,12 +125,12 @@ def main() -> int:
         manifest.setdefault("files", {})[path.name] = {
             "kind": f"nose check ({kind})",
             "classes": list(NOSE_CLASSES),
-            "input": {"size": PATCH_SIZE, "patch": "maskwatch.nose_check.nose_patch"},
+            "input": {"size": PATCH_SIZE, "patch": "maskwatch.vision.nose_check.nose_patch"},
             "sha256": sha256_of(path),
             "source": f"trained by scripts/train_nose_check.py --seed {args.seed} "
                       f"--epochs {args.epochs}",
             "data": "../shared/data/faces/train (facemask12k, chandrikadeb7, rmfd_part1) plus "
-                    "masks drawn on its no_mask photos by maskwatch.mask_overlay (train palette)",
+                    "masks drawn on its no_mask photos by maskwatch.sources.mask_overlay (train palette)",
             "metrics": metrics[kind],
         }
     manifest_path.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")

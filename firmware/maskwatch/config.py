@@ -26,11 +26,15 @@ from pydantic import (
     model_validator,
 )
 
-from maskwatch.redact import has_userinfo, redact_url
-from maskwatch.tcp_output import DEFAULT_TEMPLATE as DEFAULT_ALARM_TEMPLATE
-from maskwatch.tcp_output import ENCODERS, check_template
-from maskwatch.redact import SECRET_PARAM, redact_text
-from maskwatch.webhook_output import USERINFO_REFUSED
+from maskwatch.alarm_format import DEFAULT_TEMPLATE as DEFAULT_ALARM_TEMPLATE
+from maskwatch.alarm_format import FORMATS, check_template
+from maskwatch.redact import SECRET_PARAM, has_userinfo, redact_text, redact_url
+
+USERINFO_REFUSED = (
+    "a user name or password in the url is not supported (it would show in logs and status "
+    "pages): remove it and set secret instead; the receiver checks the HMAC signature in the "
+    "X-Maskwatch-Signature header"
+)
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -66,7 +70,7 @@ class DetectorConfig(Section):
 
 
 class ClassifierConfig(Section):
-    """The mask classifier and its second opinions (see maskwatch.second_opinion)."""
+    """The mask classifier and its second opinions (see maskwatch.vision.second_opinion)."""
 
     model: str = Field("mask_classifier_v3_float.tflite", min_length=1)
     edgetpu_model: str = "mask_classifier_v3_int8_edgetpu.tflite"
@@ -426,8 +430,8 @@ class TcpDestinationConfig(Section):
     @field_validator("format")
     @classmethod
     def _known_format(cls, value: str) -> str:
-        if value not in ENCODERS:
-            raise ValueError(f"unknown format {value!r} (allowed: {', '.join(ENCODERS)})")
+        if value not in FORMATS:
+            raise ValueError(f"unknown format {value!r} (allowed: {', '.join(FORMATS)})")
         return value
 
 

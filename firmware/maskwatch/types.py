@@ -7,6 +7,7 @@ stages never import each other just to share a shape.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 from enum import Enum
 
 import numpy as np
@@ -99,3 +100,13 @@ class Alarm:
     label: Label
     confidence: float
     box: Box
+
+
+@dataclass(frozen=True)
+class AlarmEvent:
+    """An alarm with the (privacy-masked) frame it was raised on, for snapshots."""
+
+    alarm: Alarm
+    frame: Frame
+    device: str
+    utc: datetime

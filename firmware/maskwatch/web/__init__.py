@@ -3,6 +3,7 @@ behind a login (F21). ``create_app`` builds the Flask app; ``WebServer`` serves 
 waitress in a thread of the running service."""
 
 from maskwatch.web.app import create_app
+from maskwatch.web.auth import run_set_password
 from maskwatch.web.server import WebServer, WebServerError
 
-__all__ = ["WebServer", "WebServerError", "create_app"]
+__all__ = ["WebServer", "WebServerError", "create_app", "run_set_password"]

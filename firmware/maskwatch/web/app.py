@@ -55,7 +55,6 @@ from werkzeug.exceptions import HTTPException
 
 from maskwatch import __version__
 from maskwatch.config import WebConfig
-from maskwatch.service_status import assess_health
 from maskwatch.web.auth import (
     USERNAME,
     KnownBrowsers,
@@ -65,6 +64,7 @@ from maskwatch.web.auth import (
     SessionStore,
     secret_key,
 )
+from maskwatch.web.health import assess_health
 from maskwatch.web.live import BOUNDARY, FrameHub, lower_thread_priority, mjpeg_stream
 from maskwatch.web.metrics import ServiceCollector, metrics_text
 

@@ -1,0 +1,13 @@
+"""What happens to an alarm: the event bus, the event log with its outbox, and the dispatcher that
+feeds the outputs. What other stages may use is exported here; the modules are the stage's own.
+"""
+
+from maskwatch.events.bus import EventBus, Subscription
+from maskwatch.events.destination import Output, OutputError
+from maskwatch.events.dispatcher import AlarmRecorder, Dispatcher
+from maskwatch.events.store import EventStore, EventStoreError, open_event_store
+
+__all__ = [
+    "AlarmRecorder", "Dispatcher", "EventBus", "EventStore", "EventStoreError", "Output",
+    "OutputError", "Subscription", "open_event_store",
+]

@@ -1,0 +1,158 @@
+"""One frame's faces, found and classified: the per-frame part of the pipeline.
+
+Detection runs on a frame no wider than ``processing.detect_width`` (F12: large sensors are
+shrunk for detection), while crops for the classifier come from the full-resolution frame so
+small faces keep every pixel they have.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+from maskwatch.config import Config
+from maskwatch.types import ALARM_LABELS, Classification, Face, FaceResult, Label
+from maskwatch.vision.face_detector import FaceDetector, shrink
+from maskwatch.vision.face_gates import QualityGates
+from maskwatch.vision.mask_classifier import MaskClassifier
+from maskwatch.vision.nose_check import NoseCheck
+from maskwatch.vision.second_opinion import FaceBatch, SecondOpinion, WearRules
+from maskwatch.vision.tflite_runtime import Accelerator, choose_accelerator
+from maskwatch.vision.view_scheduler import ViewScheduler
+
+log = logging.getLogger(__name__)
+
+UNCLASSIFIED = Classification(Label.UNKNOWN, 0.0, {})
+
+
+class FaceAnalyzer:
+    """``live``: frames are consecutive video frames, so detection may run only the views a
+    :class:`ViewScheduler` picks (``processing.tiles_per_frame``); otherwise every image gets
+    a full scan."""
+
+    def __init__(
+        self, config: Config, accelerator: Accelerator | None = None, live: bool = False
+    ) -> None:
+        models_dir = config.paths.models()
+        runtime = config.runtime
+        self.accelerator = accelerator or choose_accelerator(
+            runtime.accelerator, runtime.edgetpu_device
+        )
+        det = config.detector
+        self.detect_width = config.processing.detect_width
+        self.min_face = det.min_face
+        self.unmasked_min_score = det.unmasked_min_score
+        self.detector = FaceDetector(
+            models_dir, det.min_face, det.score_threshold, det.nms_iou, det.max_faces,
+            runtime.threads,
+        )
+        cls = config.classifier
+        threads, device = runtime.threads, runtime.edgetpu_device
+        on_tpu = self.accelerator.name == "edgetpu"
+        main_file, tpu = self._pick(models_dir, cls.model, cls.edgetpu_model)
+        self.classifier = MaskClassifier(models_dir, main_file, threads, tpu, device)
+        if on_tpu and tpu is None:
+            self.accelerator = replace(self.accelerator, name="cpu")
+        confirm = nose = wear = None
+        if cls.confirm_model:
+            confirm_file, tpu = self._pick(models_dir, cls.confirm_model, cls.confirm_edgetpu_model)
+            confirm = MaskClassifier(models_dir, confirm_file, threads, tpu, device)
+        if cls.nose_model:
+            nose_file, tpu = self._pick(models_dir, cls.nose_model, cls.nose_edgetpu_model)
+            nose = NoseCheck(models_dir, nose_file, threads, tpu, device)
+        if cls.wear_model:
+            wear_file, tpu = self._pick(models_dir, cls.wear_model, cls.wear_edgetpu_model)
+            wear = MaskClassifier(models_dir, wear_file, threads, tpu, device)
+        self.opinion = SecondOpinion(self.classifier, confirm, nose, WearRules.of(cls), wear)
+        self.gates = QualityGates(config.gates)
+        self.scheduler = ViewScheduler(config.processing.tiles_per_frame) if live else None
+
+    def _pick(
+        self, models_dir: Path, model_file: str, edgetpu_file: str
+    ) -> tuple[str, Accelerator | None]:
+        """The compiled file and the Edge TPU when it is in use and the file is there, else
+        the CPU file (with a warning when the Edge TPU goes unused)."""
+        if self.accelerator.name != "edgetpu":
+            return model_file, None
+        if (models_dir / edgetpu_file).is_file():
+            return edgetpu_file, self.accelerator
+        log.warning(
+            "Edge TPU present but %s is missing (compile it with edgetpu_compiler, see "
+            "models/README.md); running %s on the CPU", edgetpu_file, model_file,
+        )
+        return model_file, None
+
+    def find_faces(self, image: np.ndarray) -> list[Face]:
+        """Faces in frame pixels; detection itself may run on a shrunk copy."""
+        width = image.shape[1]
+        if width <= self.detect_width:
+            return self._detect(image, self.min_face)
+        small = shrink(image, self.detect_width / width)
+        scale = small.shape[1] / width
+        back = 1.0 / scale
+        return [
+            Face(tuple(v * back for v in f.box), f.score, f.keypoints * back)  # type: ignore[arg-type]
+            for f in self._detect(small, self.min_face * scale)
+        ]
+
+    def _detect(self, image: np.ndarray, min_face: float) -> list[Face]:
+        if self.scheduler is None:
+            return self.detector.detect(image, min_face)
+        height, width = image.shape[:2]
+        views = self.scheduler.choose(
+            self.detector.plan(width, height, min_face),
+            self.detector.whole_frame_min_face(width, height),
+        )
+        faces = self.detector.detect(image, min_face, views)
+        self.scheduler.remember(faces)
+        return faces
+
+    def forget(self) -> None:
+        """Drop what earlier frames said about where faces are (after a pause)."""
+        if self.scheduler is not None:
+            self.scheduler.forget()
+
+    def analyze(self, image: np.ndarray, classify_gated: bool = False) -> list[FaceResult]:
+        """The frame's faces, classified.
+
+        On the device (F3/F4) a face failing a pose or quality gate is not classified: its
+        label is "unknown" and ``reason`` names the gate; a no-mask face with a low face score
+        is "unknown" too. ``classify_gated`` (still-image reports) classifies every face and
+        keeps the classifier's label, with ``reason`` naming the gate the device would apply.
+        """
+        faces = self.find_faces(image)
+        if not faces:
+            return []
+        crops = [self.classifier.crop(image, f) for f in faces]
+        reasons = [self.gates.check(image, f, c) for f, c in zip(faces, crops)]
+        todo = [i for i, r in enumerate(reasons) if r is None or classify_gated]
+        confirmed: list[Classification] = []
+        found: list[Classification] = []
+        if todo:
+            chosen = np.stack([crops[i] for i in todo])
+            batch = FaceBatch(image, [faces[i] for i in todo], chosen)
+            confirmed = self.opinion.confirm_faces(batch, self.classifier.classify(chosen))
+            found = self.opinion.check_wear(batch, confirmed)
+        classes = dict(zip(todo, zip(confirmed, found)))
+        results = []
+        for i, (face, reason) in enumerate(zip(faces, reasons)):
+            if i not in classes:
+                results.append(FaceResult(face, UNCLASSIFIED, reason=reason))
+                continue
+            before_wear, classification = classes[i]
+            reason = reason or self._low_score_reason(face, before_wear)
+            if reason is not None and not classify_gated:
+                classification = replace(classification, label=Label.UNKNOWN)
+            results.append(FaceResult(face, classification, reason=reason))
+        return results
+
+    def _low_score_reason(self, face: Face, classification: Classification) -> str | None:
+        """BlazeFace scores masked faces low, so a low score is normal for a mask, but a
+        low-scoring "face" without a mask is more likely a patch of background. Judged on
+        the verdict before the wear checks: a mask worn below the nose is still a mask."""
+        if classification.label in ALARM_LABELS and face.score < self.unmasked_min_score:
+            return "low_face_score"
+        return None
