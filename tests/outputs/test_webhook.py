@@ -13,7 +13,6 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
-from test_dispatcher import FAST, wait_until
 
 from maskwatch.alarm_format import AlarmMessage
 from maskwatch.config import parse_config
@@ -23,7 +22,9 @@ from maskwatch.events.store import EventStore
 from maskwatch.outputs.factory import build_outputs
 from maskwatch.outputs.webhook import WebhookOutput, body_of, sign
 
+from test_dispatcher import FAST, wait_until
 from test_store import make_config, make_event
+from test_tcp import Listener
 
 SECRET = "s3cret-äö"
 MESSAGE = AlarmMessage(
@@ -212,30 +213,25 @@ def test_tls_is_verified_by_default(tmp_path):
 OK_ANSWER = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok"
 
 
-class RawHook:
+class RawHook(Listener):
     """An HTTP endpoint on a raw socket, for answers http.server cannot give: it reads each
     request whole, answers with the next of ``answers`` (then OK_ANSWER), sent one byte every
     ``byte_pause_s`` when trickling, and closes the connection."""
 
     def __init__(self, answers: list[bytes], byte_pause_s: float = 0.0) -> None:
+        super().__init__()
         self.answers = list(answers)
         self.byte_pause_s = byte_pause_s
         self.requests: list[bytes] = []
-        self.sock = socket.create_server(("127.0.0.1", 0))
-        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}/hook"
-        threading.Thread(target=self._serve, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.port}/hook"
+        self.start()
 
-    def _serve(self) -> None:
-        while True:
+    def handle(self, conn: socket.socket) -> None:
+        with conn:
             try:
-                conn, _ = self.sock.accept()
+                self._answer(conn)
             except OSError:
-                return
-            with conn:
-                try:
-                    self._answer(conn)
-                except OSError:
-                    pass  # the client gave up
+                pass  # the client gave up
 
     def _answer(self, conn: socket.socket) -> None:
         data = b""
@@ -253,9 +249,6 @@ class RawHook:
         for i in range(len(answer)):
             conn.sendall(answer[i:i + 1])
             time.sleep(self.byte_pause_s)
-
-    def close(self) -> None:
-        self.sock.close()
 
 
 def test_a_trickling_answer_is_cut_off_at_the_total_deadline():
