@@ -431,6 +431,21 @@ def test_metrics_parse_with_prometheus_client(user) -> None:
     assert families["maskwatch_alarms"].type == "counter"
 
 
+def test_a_stalled_loop_shows_in_health_and_metrics_and_recovers(app, service, user) -> None:
+    """fps and health come from the age of the last processed frame, not the last value the
+    loop wrote, so a loop that stops processing is seen at once (and recovers by itself)."""
+    service.now += 8.0  # no frame for 8 s; the loop still turns
+    service.status.loop_turned()
+    response = app.test_client().get("/healthz")
+    assert response.status_code == 503
+    assert response.json["problems"] == ["no frame processed for 8 s"]
+    text = user.get("/metrics").get_data(as_text=True)
+    samples = {s.name: s.value for f in text_string_to_metric_families(text) for s in f.samples}
+    assert samples["maskwatch_fps"] == 0 and samples["maskwatch_frame_age_seconds"] == 8.0
+    service.status.frame_processed(1)
+    assert app.test_client().get("/healthz").json["status"] == "ok"
+
+
 # ---------------------------------------------------------------------------- live view
 
 
