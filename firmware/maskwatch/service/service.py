@@ -157,6 +157,28 @@ class Service:
         self.dispatcher = Dispatcher(self.store, outputs, config.outputs)
         self.recorder = AlarmRecorder(self.bus, self.store, self.dispatcher)
 
+    def _restart_outputs(self, new: Config) -> Config:
+        """Swap the event log and the destinations for the new settings, camera and
+        detection untouched. This thread is the one that publishes alarms, so none is raised
+        meanwhile; undelivered ones stay in the outbox. New settings that cannot be used are
+        logged and the old ones started again: the config in force is returned."""
+        self._stop_outputs()
+        try:
+            self._start_outputs(new)
+        except (ConfigError, EventStoreError) as exc:
+            log.error("new [outputs] or [storage] not usable, keeping the old ones: %s", exc)
+            self.status.update(config_error=str(exc))
+            self._start_outputs(self.config)
+            return new.model_copy(update={"outputs": self.config.outputs,
+                                          "storage": self.config.storage})
+        log.info("alarm outputs restarted with the new settings")
+        return new
+
+    def _stop_outputs(self) -> None:
+        self.recorder.stop()
+        self.dispatcher.stop()
+        self.store.close()
+
     def _build_pipeline(self, config: Config) -> Pipeline:
         pipeline = Pipeline(
             config, FaceAnalyzer(config, live=True), clock=lambda: datetime.now(timezone.utc)
@@ -276,18 +298,17 @@ class Service:
             self.status.update(config_error=str(exc))
             self.notifier.ready()
             return
+        self.status.update(config_error="")
         if new.source != self.config.source or new.paths != self.config.paths:
             log.info("source settings changed: restarting capture")
             self.capture.stop()
             self.capture = self._start_capture(new)
-        for section in ("outputs", "storage", "web"):
-            if getattr(new, section) != getattr(self.config, section):
-                # Outputs hold devices and connections (a GPIO pin, an MQTT session) that the
-                # new ones would need; swapping them safely is left to a restart.
-                log.warning("[%s] changed: takes effect at the next restart "
-                            "(systemctl restart maskwatch)", section)
+        if new.outputs != self.config.outputs or new.storage != self.config.storage:
+            new = self._restart_outputs(new)
+        if new.web != self.config.web:
+            log.warning("[web] changed: takes effect at the next restart "
+                        "(systemctl restart maskwatch)")
         self.config = new
-        self.status.update(config_error="")
         log.info("config reloaded from %s", self.config_path)
         self.notifier.ready()
 
@@ -299,9 +320,7 @@ class Service:
             self.web.stop()
         self.capture.stop()
         self.journal.stop()
-        self.recorder.stop()
-        self.dispatcher.stop()
-        self.store.close()
+        self._stop_outputs()
         self.pipeline.close()
         self.notifier.close()
         log.info("stopped")

@@ -64,9 +64,11 @@ from maskwatch.web.auth import (
     SessionStore,
     secret_key,
 )
+from maskwatch.web.config_store import MAX_FILE_BYTES
 from maskwatch.web.health import assess_health
 from maskwatch.web.live import BOUNDARY, FrameHub, lower_thread_priority, mjpeg_stream
 from maskwatch.web.metrics import ServiceCollector, metrics_text
+from maskwatch.web.settings import add_settings_routes
 
 log = logging.getLogger(__name__)
 
@@ -182,6 +184,8 @@ def create_app(service: Any, *, client_ip: Callable[[], str] | None = None,
         SESSION_REFRESH_EACH_REQUEST=False,  # the cookie ends with the session it names
         SEND_FILE_MAX_AGE_DEFAULT=0,
         MAX_CONTENT_LENGTH=16 * 1024,
+        # The one larger body: a config backup restored from the settings page.
+        MASKWATCH_MAX_UPLOAD=MAX_FILE_BYTES + 16 * 1024,
         MAX_FORM_MEMORY_SIZE=16 * 1024,
         JSON_SORT_KEYS=False,
         TEMPLATES_AUTO_RELOAD=False,
@@ -625,6 +629,7 @@ def create_app(service: Any, *, client_ip: Callable[[], str] | None = None,
         return Response(metrics_text(collector),
                         mimetype="text/plain; version=0.0.4; charset=utf-8")
 
+    add_settings_routes(app, service, api_error)
     app.extensions["maskwatch"] = {"hub": hub, "gate": gate, "passwords": passwords,
                                    "sessions": sessions}
     return app

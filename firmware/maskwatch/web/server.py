@@ -200,7 +200,8 @@ class _Server(TcpWSGIServer):
         self.front = front
         self.request_timeout_s = web.request_timeout_s
         self.send_timeout_s = web.send_timeout_s
-        body_limit = int(app.config["MAX_CONTENT_LENGTH"])
+        # The largest body any route takes (routes refuse more for themselves).
+        body_limit = int(app.config.get("MASKWATCH_MAX_UPLOAD", app.config["MAX_CONTENT_LENGTH"]))
         adj = Adjustments(
             sockets=[sock], threads=web.max_viewers + 4, ident="maskwatch",
             channel_timeout=IDLE_TIMEOUT_S, connection_limit=MAX_CONNECTIONS,
