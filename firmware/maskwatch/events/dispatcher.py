@@ -27,6 +27,7 @@ import logging
 import threading
 import time
 import traceback
+import uuid
 from collections import deque
 from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
@@ -355,6 +356,38 @@ class Dispatcher:
             log.error("output %s: alarm %s: %s", dest.name, message.event_id, exc)
 
     # ------------------------------------------------------------------------------ control
+
+    def send_test(self, name: str, device: str) -> str:
+        """Send a clearly marked test alarm (class "test", event id "test-…") to one
+        destination through its real output, beside its queue: not stored, not retried, so an
+        installer sees at once what the receiver makes of it. Returns "delivered"; raises
+        OutputError with the reason (refused, timed out) and KeyError for an unknown name."""
+        dest = self._dests[name]
+        message = AlarmMessage(
+            event_id=f"test-{uuid.uuid4().hex[:12]}", utc_ms=int(self._clock() * 1000),
+            device=device, label="test", confidence=0.0, track_id=0, box=(0.0, 0.0, 0.0, 0.0),
+        )
+        outcome: list[BaseException | None] = []
+
+        def send() -> None:
+            try:
+                dest.output.send(message)
+                outcome.append(None)
+            except BaseException as exc:  # reported to the caller below
+                outcome.append(exc)
+
+        thread = threading.Thread(target=send, name=f"test-{name}", daemon=True)
+        thread.start()
+        thread.join(dest.output.deadline_s + 1.0)
+        if not outcome:
+            raise OutputError(f"timed out: no answer within {dest.output.deadline_s + 1.0:g} s")
+        error = outcome[0]
+        if error is None:
+            log.info("output %s: test alarm %s delivered", name, message.event_id)
+            return "delivered"
+        reason = redact_text(str(error) or type(error).__name__)
+        log.warning("output %s: test alarm refused: %s", name, reason)
+        raise OutputError(reason, retry=False)
 
     def health(self) -> dict[str, dict[str, Any]]:
         """Per destination (by its redacted name): ``state``, ``queued``, ``delivered``,

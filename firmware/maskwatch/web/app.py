@@ -59,10 +59,12 @@ from maskwatch.web.auth import (
     USERNAME,
     KnownBrowsers,
     LoginGate,
+    PasswordError,
     PasswordStore,
     Refusal,
     SessionStore,
     secret_key,
+    set_password,
 )
 from maskwatch.web.config_store import MAX_FILE_BYTES
 from maskwatch.web.health import assess_health
@@ -420,6 +422,29 @@ def create_app(service: Any, *, client_ip: Callable[[], str] | None = None,
         session.clear()
         return redirect("/login", 303)
 
+    @app.post("/api/settings/password")
+    def api_password() -> Any:
+        """Change the admin password (F21) from the settings page: the current one is checked
+        under the same limits as a login; other sessions end, this one goes on."""
+        body = request.get_json(silent=True)
+        if not isinstance(body, dict):
+            return api_error(400, 'send {"current": "…", "new": "…"}')
+        current, new = str(body.get("current", "")), str(body.get("new", ""))
+        result = gate.check(remote(), lambda: passwords.verify(USERNAME, current))
+        if isinstance(result, Refusal):
+            return api_error(result.status, result.message)
+        if not result:
+            return api_error(400, "the current password is wrong",
+                             problems={"current": "wrong password"})
+        try:
+            set_password(state_dir, new)
+        except PasswordError as exc:
+            return api_error(400, str(exc), problems={"new": str(exc)})
+        sessions.end(str(session.get("sid", "")))
+        session["sid"] = sessions.create(passwords.fingerprint())
+        log.info("web: admin password changed from the page (%s)", remote())
+        return jsonify({"changed": True})
+
     # ------------------------------------------------------------------ pages
 
     @app.get("/")
@@ -437,6 +462,10 @@ def create_app(service: Any, *, client_ip: Callable[[], str] | None = None,
     @app.get("/status")
     def status_page() -> Any:
         return render_template("status.html", page="status")
+
+    @app.get("/settings")
+    def settings_page() -> Any:
+        return render_template("settings.html", page="settings")
 
     # ------------------------------------------------------------------ live
 

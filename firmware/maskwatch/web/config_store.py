@@ -51,6 +51,11 @@ class ConfigStore:
         """The file's own settings (not the defaults it leaves out), secrets blanked."""
         return without_secrets(self.read().unwrap())
 
+    def effective(self) -> dict[str, Any]:
+        """Every setting in force (the file validated, defaults included), secrets blanked."""
+        data = self.read().unwrap()
+        return without_secrets(parse_config(data, str(self.path)).model_dump(mode="json"))
+
     def backup_text(self) -> str:
         """The file for a backup download: as it is, comments and all, secrets blank (a
         restore on this device keeps the secrets it has)."""

@@ -16,6 +16,7 @@ from typing import Any
 from flask import Flask, Response, jsonify, request
 
 from maskwatch.config import ConfigError
+from maskwatch.events import OutputError
 from maskwatch.web.config_store import ConfigStore
 
 log = logging.getLogger(__name__)
@@ -61,10 +62,11 @@ def add_settings_routes(app: Flask, service: Any, api_error: ApiError) -> None:
         if st is None:
             return no_file()
         try:
-            settings = st.settings()
+            settings, effective = st.settings(), st.effective()
         except ConfigError as exc:
             return api_error(500, "; ".join(exc.problems))
-        return jsonify({"settings": settings, "editable": list(EDITABLE)})
+        return jsonify({"settings": settings, "effective": effective,
+                        "editable": list(EDITABLE)})
 
     @app.post("/api/settings/<section>")
     def api_settings_save(section: str) -> Any:
@@ -82,6 +84,31 @@ def add_settings_routes(app: Flask, service: Any, api_error: ApiError) -> None:
         except ConfigError as exc:
             return refused(exc)
         return saved(section)
+
+    @app.post("/api/settings/test-alarm")
+    def api_test_alarm() -> Any:
+        """``{"destination": name}`` or ``{}`` for every destination the service runs now (a
+        destination added on the page is there once its save has been applied)."""
+        body = request.get_json(silent=True)
+        if not isinstance(body, dict):
+            return api_error(400, 'send {"destination": "<name>"} or {} for all')
+        dispatcher = getattr(service, "dispatcher", None)
+        if dispatcher is None:
+            return api_error(503, "the alarm outputs are not running")
+        names = list(dispatcher.health())
+        wanted = body.get("destination")
+        if wanted is not None and wanted not in names:
+            return api_error(404, f"no destination {wanted!r} (running: {', '.join(names)})")
+        results = {}
+        for name in [wanted] if wanted is not None else names:
+            try:
+                results[name] = {"result": dispatcher.send_test(name, service.config.device.name),
+                                 "error": ""}
+            except OutputError as exc:
+                timed_out = str(exc).startswith("timed out")
+                results[name] = {"result": "timed out" if timed_out else "refused",
+                                 "error": str(exc)}
+        return jsonify({"results": results})
 
     @app.get("/api/settings/config.toml")
     def api_settings_download() -> Any:

@@ -1,0 +1,168 @@
+"""The settings page as an installer uses it (F28), on the real service (`maskwatch run` on the
+demo scene) in Debian's Chromium: a bad value is shown at its field and never reaches the
+file; a TCP destination added on the page receives a test alarm; a privacy zone drawn by
+clicks is black on the live image; a schedule that excludes now pauses detection.
+
+The screenshot for the README is written to docs/screenshots/settings.png.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import socket
+import threading
+import time
+import urllib.request
+from datetime import datetime
+
+import cv2
+import numpy as np
+import pytest
+
+from conftest import require_models
+from test_web_browser import (
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    PASSWORD,
+    SCREENSHOTS,
+    Service,
+    _browser,
+    _save_small_png,
+)
+
+
+class Listener:
+    """A real TCP alarm receiver: one message per connection, read to the end."""
+
+    def __init__(self) -> None:
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.messages: list[dict] = []
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            with conn:
+                data = b""
+                while chunk := conn.recv(4096):
+                    data += chunk
+                self.messages.append(json.loads(data))
+
+
+@pytest.fixture(scope="module")
+def service(tmp_path_factory):
+    require_models()
+    svc = Service(tmp_path_factory.mktemp("settings"))
+    svc.set_password()
+    svc.start()
+    yield svc
+    svc.stop()
+
+
+def live_jpeg(service: Service) -> np.ndarray:
+    creds = base64.b64encode(f"admin:{PASSWORD}".encode()).decode()
+    request = urllib.request.Request(service.base + "/live.jpg",
+                                     headers={"Authorization": f"Basic {creds}"})
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return cv2.imdecode(np.frombuffer(response.read(), np.uint8), cv2.IMREAD_GRAYSCALE)
+
+
+def test_settings_page_saves_validates_tests_outputs_draws_zones(service: Service) -> None:
+    sync_api = _browser()
+    listener = Listener()
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True,
+                                    args=CHROMIUM_ARGS)
+        try:
+            context = browser.new_context(viewport={"width": 1100, "height": 900},
+                                          bypass_csp=True)
+            page = context.new_page()
+            errors: list[str] = []
+            page.on("pageerror", lambda exc: errors.append(str(exc)))
+            page.goto(service.base + "/settings")
+            page.fill("#password", PASSWORD)
+            page.click("#login")
+            page.wait_for_url("**/settings")
+            page.wait_for_function(
+                "document.querySelector('[name=\"detector.min_face\"]').value === '40'")
+
+            # A value out of range: its field says what is allowed, the file is unchanged.
+            before = service.config.read_bytes()
+            detection = page.locator('form[data-section="detector"]')
+            detection.locator('[name="detector.min_face"]').fill("5000")
+            detection.locator('button[type="submit"]').click()
+            error = detection.locator('.field-error[data-for="detector.min_face"]')
+            error.wait_for(state="visible")
+            assert "less than or equal" in error.inner_text()
+            assert service.config.read_bytes() == before
+
+            # A TCP destination added on the page gets a test alarm through the real output.
+            page.click("#tcp-add")
+            row = page.locator("#tcp-table tbody tr").last
+            row.locator('[data-key="host"]').fill("127.0.0.1")
+            row.locator('[data-key="port"]').fill(str(listener.port))
+            row.locator('[data-key="format"]').fill("json")
+            outputs = page.locator("#outputs-form")
+            outputs.locator('button[type="submit"]').click()
+            outputs.locator(".saved").filter(has_text="Saved").wait_for()
+            name = f"tcp:127.0.0.1:{listener.port}"
+            item = page.locator(f'[data-test="{name}"]')
+            deadline = time.monotonic() + 20
+            while item.count() == 0:  # the outputs restart on the reload the save started
+                assert time.monotonic() < deadline, "the new destination never ran"
+                time.sleep(0.5)
+                page.evaluate("loadTests()")
+            item.locator("button").click()
+            item.locator(".result").filter(has_text="delivered").wait_for(timeout=15_000)
+            assert [m["class"] for m in listener.messages] == ["test"]
+            assert listener.messages[0]["event_id"].startswith("test-")
+
+            # A privacy zone drawn by clicks is black on the live image.
+            page.wait_for_function("document.getElementById('still').naturalWidth > 0")
+            canvas = page.locator("#zones")
+            box = canvas.bounding_box()
+            for fx, fy in ((0.05, 0.05), (0.35, 0.05), (0.35, 0.35), (0.05, 0.35)):
+                canvas.click(position={"x": box["width"] * fx, "y": box["height"] * fy})
+            page.click("#zone-close")
+            privacy = page.locator("#privacy-form")
+            privacy.locator('button[type="submit"]').click()
+            privacy.locator(".saved").filter(has_text="Saved").wait_for()
+            deadline = time.monotonic() + 20
+            while True:
+                image = live_jpeg(service)
+                h, w = image.shape
+                inside = image[int(h * 0.1):int(h * 0.3), int(w * 0.1):int(w * 0.3)]
+                if inside.mean() < 8:
+                    break
+                assert time.monotonic() < deadline, f"zone not black: mean {inside.mean():.0f}"
+                time.sleep(0.5)
+            page.evaluate("window.scrollTo(0, 0)")
+            _save_small_png(page.screenshot(full_page=True), SCREENSHOTS / "settings.png")
+
+            # A schedule that excludes now: the live page says outside the schedule.
+            grid = page.locator("#schedule-grid")
+            for day in range(7):  # drag across each row: every hour off
+                first = grid.locator("tr").nth(day + 1).locator("td").first.bounding_box()
+                last = grid.locator("tr").nth(day + 1).locator("td").last.bounding_box()
+                page.mouse.move(first["x"] + 3, first["y"] + 3)
+                page.mouse.down()
+                page.mouse.move(last["x"] + 3, last["y"] + 3, steps=30)
+                page.mouse.up()
+            now = datetime.now().astimezone()
+            other = grid.locator("tr").nth(now.weekday() + 1).locator("td").nth(
+                (now.hour + 12) % 24)
+            other.click()
+            assert grid.locator("td.on").count() == 1
+            schedule = page.locator("#schedule-form")
+            schedule.locator('button[type="submit"]').click()
+            schedule.locator(".saved").filter(has_text="Saved").wait_for()
+            page.goto(service.base + "/live")
+            page.locator("#state").filter(has_text="outside schedule").wait_for(timeout=20_000)
+            assert not errors, errors
+        finally:
+            browser.close()
