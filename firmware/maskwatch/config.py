@@ -57,7 +57,7 @@ class RuntimeConfig(Section):
 class DetectorConfig(Section):
     min_face: int = Field(40, ge=16, le=1000)
     score_threshold: float = Field(0.15, gt=0.0, lt=1.0)
-    unmasked_min_score: float = Field(0.6, gt=0.0, lt=1.0)
+    unmasked_min_score: float = Field(0.4, gt=0.0, lt=1.0)
     nms_iou: float = Field(0.3, gt=0.0, lt=1.0)
     max_faces: int = Field(8, ge=1, le=8)
 
@@ -336,6 +336,7 @@ class GatesConfig(Section):
     min_luminance: float = Field(25.0, ge=0.0, le=255.0)
     max_luminance: float = Field(235.0, ge=0.0, le=255.0)
     max_clipped: float = Field(0.5, gt=0.0, le=1.0)
+    min_presence: float = Field(0.9, ge=0.0, le=1.0)
 
     @model_validator(mode="after")
     def _luminance_range(self) -> "GatesConfig":

