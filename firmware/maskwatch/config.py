@@ -57,7 +57,7 @@ class RuntimeConfig(Section):
 class DetectorConfig(Section):
     min_face: int = Field(40, ge=16, le=1000)
     score_threshold: float = Field(0.15, gt=0.0, lt=1.0)
-    unmasked_min_score: float = Field(0.4, gt=0.0, lt=1.0)
+    unmasked_min_score: float = Field(0.6, gt=0.0, lt=1.0)
     nms_iou: float = Field(0.3, gt=0.0, lt=1.0)
     max_faces: int = Field(8, ge=1, le=8)
 

