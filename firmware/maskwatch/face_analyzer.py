@@ -68,7 +68,7 @@ class FaceAnalyzer:
             wear_file, tpu = self._pick(models_dir, cls.wear_model, cls.wear_edgetpu_model)
             wear = MaskClassifier(models_dir, wear_file, threads, tpu, device)
         self.opinion = SecondOpinion(self.classifier, confirm, nose, WearRules.of(cls), wear)
-        self.landmarks = FaceLandmarks(models_dir, runtime.threads, det.max_faces)
+        self.landmarks = FaceLandmarks(models_dir, runtime.threads)
         self.gates = QualityGates(config.gates, det.unmasked_min_score)
         self.scheduler = ViewScheduler(config.processing.tiles_per_frame) if live else None
 
