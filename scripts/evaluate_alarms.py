@@ -21,11 +21,18 @@ of the labelled box; unmatched detections by their own box):
   alarm_precision    alarms on no_mask or incorrect faces / all alarms (an alarm on a masked
                      face or on no labelled face counts against)
   incorrect_flagged  incorrect faces whose detection alarms / is labelled incorrect
+
+With --photos it also runs the configured device (gates on) on faces/test (each crop on a
+grey canvas, as in training) and on wear/ as given (256 px) and enlarged to 512 and 1024 px:
+the share of photos whose largest face gets the true label on the device and as reported
+(gates ignored), over all photos (no face found counts as wrong), and how many further
+boxes per photo were found.
 """
 
 from __future__ import annotations
 
 import argparse
+import statistics
 import hashlib
 import itertools
 import json
@@ -34,11 +41,13 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+import cv2
 from dataset import REPO
 from maskwatch.config import Config
 from maskwatch.detect_cmd import face_json
 from maskwatch.face_analyzer import FaceAnalyzer
 from maskwatch.image_io import read_rgb
+from maskwatch.photo_crops import find_photo_face
 
 log = logging.getLogger("evaluate_alarms")
 
@@ -213,6 +222,47 @@ def detect_all(scenes: Path, models: Path, images: list[dict]) -> dict[str, list
     }
 
 
+def photo_figures(data: Path, models: Path) -> list[dict]:
+    """faces/test and wear/ through the configured device path (see the module docstring)."""
+    config = Config()
+    config.paths.models_dir = str(models)
+    config.runtime.accelerator = "cpu"
+    analyzer = FaceAnalyzer(config)
+    sets = [("faces/test/mask", "mask", 0), ("faces/test/no_mask", "no_mask", 0)] + [
+        (f"wear/{folder}", label, size)
+        for size in (256, 512, 1024)
+        for folder, label in (("correct", "mask"), ("incorrect", "incorrect"))
+    ]
+    rows = []
+    for folder, truth, size in sets:
+        device = reported = missed = 0
+        extra: list[int] = []
+        paths = sorted((data / folder).glob("*.jpg"))
+        for path in paths:
+            image = read_rgb(path)
+            if size:
+                image = cv2.resize(image, (size, size), interpolation=cv2.INTER_LINEAR)
+            else:
+                image = find_photo_face(image, analyzer.detector).canvas
+            results = analyzer.analyze(image, classify_gated=True)
+            if not results:
+                missed += 1
+                extra.append(0)
+                continue
+            face = max(results, key=lambda r: r.face.width)
+            reported += face.classification.label.value == truth
+            device += face.reason is None and face.classification.label.value == truth
+            extra.append(len(results) - 1)
+        rows.append({
+            "set": folder, "size": size or "crop on canvas", "photos": len(paths),
+            "no_face_found": missed,
+            f"{truth}_device": round(device / len(paths), 4),
+            f"{truth}_reported": round(reported / len(paths), 4),
+            "other_boxes_per_photo": round(statistics.mean(extra), 3),
+        })
+    return rows
+
+
 def configured() -> Thresholds:
     cfg = Config()
     return Thresholds(cfg.detector.unmasked_min_score, cfg.gates.min_presence,
@@ -233,6 +283,8 @@ def main() -> int:
     parser.add_argument("--models", type=Path, default=REPO / "models")
     parser.add_argument("--detections", type=Path,
                         help="score these `maskwatch detect --json` lines as they are")
+    parser.add_argument("--photos", action="store_true",
+                        help="also faces/test and wear/ through the device path")
     parser.add_argument("--cache", type=Path,
                         help="the wide-open run's detections: read if present, else written")
     args = parser.parse_args()
@@ -260,6 +312,9 @@ def main() -> int:
     for name, th in (("chosen", chosen), ("configured", configured())):
         for row in report(images, detections, th):
             print(name, json.dumps(row))
+    if args.photos:
+        for row in photo_figures(args.data, args.models):
+            print("photos", json.dumps(row))
     return 0
 
 
