@@ -204,11 +204,23 @@ def _net(row: dict) -> float:
     return row["alarms"] - row["false_alarms"] - FALSE_ALARM_COST * row["false_alarms_no_face"]
 
 
-def detect_all(scenes: Path, models: Path, images: list[dict]) -> dict[str, list[dict]]:
-    """The device path on every photo, pose / presence / face-score gates wide open."""
+def device_config(models: Path, int8: bool) -> Config:
+    """The shipped configuration on the CPU, with the int8 classifiers when asked."""
     config = Config()
     config.paths.models_dir = str(models)
     config.runtime.accelerator = "cpu"
+    if int8:
+        cls = config.classifier
+        for key in ("model", "confirm_model", "nose_model", "wear_model"):
+            setattr(cls, key, getattr(cls, key).replace("_float.", "_int8."))
+    return config
+
+
+def detect_all(
+    scenes: Path, models: Path, images: list[dict], int8: bool
+) -> dict[str, list[dict]]:
+    """The device path on every photo, pose / presence / face-score gates wide open."""
+    config = device_config(models, int8)
     config.detector.min_face = 20
     config.detector.unmasked_min_score = 1e-6
     config.gates.max_yaw_deg = config.gates.max_pitch_deg = 90.0
@@ -222,12 +234,9 @@ def detect_all(scenes: Path, models: Path, images: list[dict]) -> dict[str, list
     }
 
 
-def photo_figures(data: Path, models: Path) -> list[dict]:
+def photo_figures(data: Path, models: Path, int8: bool = False) -> list[dict]:
     """faces/test and wear/ through the configured device path (see the module docstring)."""
-    config = Config()
-    config.paths.models_dir = str(models)
-    config.runtime.accelerator = "cpu"
-    analyzer = FaceAnalyzer(config)
+    analyzer = FaceAnalyzer(device_config(models, int8))
     sets = [("faces/test/mask", "mask", 0), ("faces/test/no_mask", "no_mask", 0)] + [
         (f"wear/{folder}", label, size)
         for size in (256, 512, 1024)
@@ -283,6 +292,7 @@ def main() -> int:
     parser.add_argument("--models", type=Path, default=REPO / "models")
     parser.add_argument("--detections", type=Path,
                         help="score these `maskwatch detect --json` lines as they are")
+    parser.add_argument("--int8", action="store_true", help="the int8 classifiers")
     parser.add_argument("--photos", action="store_true",
                         help="also faces/test and wear/ through the device path")
     parser.add_argument("--cache", type=Path,
@@ -303,7 +313,7 @@ def main() -> int:
     if args.cache is not None and args.cache.is_file():
         detections = json.loads(args.cache.read_text())
     else:
-        detections = detect_all(scenes, args.models, images)
+        detections = detect_all(scenes, args.models, images, args.int8)
         if args.cache is not None:
             args.cache.write_text(json.dumps(detections))
     chosen = choose(subset(images, "validation"), detections)
@@ -313,7 +323,7 @@ def main() -> int:
         for row in report(images, detections, th):
             print(name, json.dumps(row))
     if args.photos:
-        for row in photo_figures(args.data, args.models):
+        for row in photo_figures(args.data, args.models, args.int8):
             print("photos", json.dumps(row))
     return 0
 
