@@ -12,15 +12,19 @@ full set and on the held-out half, for the chosen and for the configured thresho
 
 Matching differs from scripts/score_scenes.py (IoU >= 0.4): a detection belongs to a labelled
 face when at least 70 % of the smaller of the two boxes lies inside the other, one detection
-per face, greedily by IoU among the pairs that pass. The upstream boxes are mostly loose head boxes around
-BlazeFace's tighter face boxes (IoU under-counts small faces), but on some large faces the
-labelled box is the tighter one (maksssksksss218, 455: only 67-68 % of the detection box lies
-inside it), so containment is measured on whichever box is smaller. Figures per minimum size (shorter side
-of the labelled box; unmatched detections by their own box):
-  unmasked_alarmed   no_mask faces whose detection alarms (no_mask or incorrect, after gates)
-  alarm_precision    alarms on no_mask or incorrect faces / all alarms (an alarm on a masked
-                     face or on no labelled face counts against)
-  incorrect_flagged  incorrect faces whose detection alarms / is labelled incorrect
+per face, greedily by IoU among the pairs that pass. The upstream boxes are mostly loose head
+boxes around BlazeFace's tighter face boxes (IoU under-counts small faces), but on some large
+faces the labelled box is the tighter one (maksssksksss218, 455: only 67-68 % of the detection
+box lies inside it), so containment is measured on whichever box is smaller.
+
+Figures per minimum size (shorter side of the labelled box; unmatched detections by their own
+box):
+  unmasked_alarmed      no_mask faces whose detection alarms (no_mask or incorrect, after gates)
+  alarm_precision       alarms on no_mask or incorrect faces / all alarms (an alarm on a
+                        masked face or on no labelled face counts against)
+  false_alarms_no_face  alarms on no labelled face (hands, logos, background)
+  incorrect_alarmed     incorrect faces whose detection alarms (incorrect_labelled_incorrect:
+                        is labelled incorrect)
 
 With --photos it also runs the configured device (gates on) on faces/test (each crop on a
 grey canvas, as in training) and on wear/ as given (256 px) and enlarged to 512 and 1024 px:
@@ -228,7 +232,8 @@ def detect_all(
     analyzer = FaceAnalyzer(config)
     return {
         Path(i["file"]).name: [
-            face_json(r) for r in analyzer.analyze(read_rgb(scenes / i["file"]), classify_gated=True)
+            face_json(r)
+            for r in analyzer.analyze(read_rgb(scenes / i["file"]), classify_gated=True)
         ]
         for i in images
     }

@@ -28,7 +28,9 @@ def textured_crop(seed: int = 0) -> np.ndarray:
     return rng.integers(70, 190, (64, 64, 3), dtype=np.uint8)
 
 
-def frontal_keypoints(scale: float = 8.0, centre: tuple[float, float] = (640.0, 360.0)) -> np.ndarray:
+def frontal_keypoints(
+    scale: float = 8.0, centre: tuple[float, float] = (640.0, 360.0)
+) -> np.ndarray:
     """BlazeFace's six keypoints of a frontal face (eyes, nose, mouth, ears), in pixels."""
     layout = np.array([[-3.2, 0.0], [3.2, 0.0], [0.0, 3.9], [0.0, 6.5], [-6.6, 1.0], [6.6, 1.0]])
     return (layout * scale + centre).astype(np.float32)
@@ -123,7 +125,8 @@ def test_edge_gate_uses_the_square_box_the_detector_clipped() -> None:
 
 
 def test_config_section() -> None:
-    cfg = parse_config({"gates": {"max_yaw_deg": 40, "min_sharpness": 20, "min_presence": 0.7}}).gates
+    gates = {"max_yaw_deg": 40, "min_sharpness": 20, "min_presence": 0.7}
+    cfg = parse_config({"gates": gates}).gates
     assert (cfg.enabled, cfg.max_yaw_deg, cfg.min_sharpness) == (True, 40.0, 20.0)
     assert cfg.min_presence == 0.7
     with pytest.raises(ConfigError, match="gates.min_presence"):

@@ -119,7 +119,8 @@ def run_bench(config: Config, frames: int, as_json: bool) -> int:
             f"{r['median_ms_total']:.1f} ms median ({r['fps']} fps) = detect "
             f"{r['median_ms_detect']:.1f} + classify {r['median_ms_classify']:.2f} ms "
             f"({r['classify_ms_per_face']:.3f} ms/face) + landmarks "
-            f"{r['median_ms_landmarks']:.2f} ms ({r['ms_per_face']:.3f} ms/face in all); live {r['live_median_ms_total']:.1f} ms "
+            f"{r['median_ms_landmarks']:.2f} ms ({r['ms_per_face']:.3f} ms/face in all); "
+            f"live {r['live_median_ms_total']:.1f} ms "
             f"({r['live_fps']} fps)"
         )
     print(f"  peak resident memory {result['max_rss_mb']} MB")

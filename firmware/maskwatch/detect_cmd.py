@@ -6,7 +6,8 @@ depend on: {"image", "width", "height", "faces": [{"box", "score", "label", "con
 {"yaw", "pitch", "roll"} in degrees from the face mesh (null when unknown) and "presence" the
 mesh's face presence 0-1 (null when unknown). A face the device would not alarm on (F3 pose,
 F4 quality gates, an alarming verdict on a face with a low face score or presence) also has
-a "gate" key naming why; its label is still the classifier's, so a still image is always fully reported.
+a "gate" key naming why; its label is still the classifier's, so a still image is always fully
+reported.
 """
 
 from __future__ import annotations

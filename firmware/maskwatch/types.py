@@ -88,7 +88,7 @@ class HeadPose:
     roll: float
 
     def as_dict(self) -> dict[str, float]:
-        return {"yaw": round(self.yaw, 1), "pitch": round(self.pitch, 1), "roll": round(self.roll, 1)}
+        return {name: round(getattr(self, name), 1) for name in ("yaw", "pitch", "roll")}
 
 
 @dataclass(frozen=True)
