@@ -19,6 +19,7 @@ from maskwatch.face_gates import QualityGates
 from maskwatch.face_landmarks import FaceLandmarks
 from maskwatch.head_pose import head_pose
 from maskwatch.mask_classifier import MaskClassifier
+from maskwatch.mesh_memory import MeshMemory
 from maskwatch.nose_check import NoseCheck
 from maskwatch.second_opinion import FaceBatch, SecondOpinion, WearRules
 from maskwatch.tflite_runtime import Accelerator, choose_accelerator
@@ -32,8 +33,9 @@ UNCLASSIFIED = Classification(Label.UNKNOWN, 0.0, {})
 
 class FaceAnalyzer:
     """``live``: frames are consecutive video frames, so detection may run only the views a
-    :class:`ViewScheduler` picks (``processing.tiles_per_frame``); otherwise every image gets
-    a full scan."""
+    :class:`ViewScheduler` picks (``processing.tiles_per_frame``) and a face may keep its face
+    mesh for one frame (:class:`MeshMemory`); otherwise every image gets a full scan and fresh
+    meshes."""
 
     def __init__(
         self, config: Config, accelerator: Accelerator | None = None, live: bool = False
@@ -71,6 +73,7 @@ class FaceAnalyzer:
         self.landmarks = FaceLandmarks(models_dir, runtime.threads)
         self.gates = QualityGates(config.gates, det.unmasked_min_score)
         self.scheduler = ViewScheduler(config.processing.tiles_per_frame) if live else None
+        self.mesh_memory = MeshMemory(self.landmarks) if live else None
 
     def _pick(
         self, models_dir: Path, model_file: str, edgetpu_file: str
@@ -116,6 +119,8 @@ class FaceAnalyzer:
         """Drop what earlier frames said about where faces are (after a pause)."""
         if self.scheduler is not None:
             self.scheduler.forget()
+        if self.mesh_memory is not None:
+            self.mesh_memory.forget()
 
     def analyze(self, image: np.ndarray, classify_gated: bool = False) -> list[FaceResult]:
         """The frame's faces, classified, each with the face mesh's pose and presence.
@@ -129,7 +134,10 @@ class FaceAnalyzer:
         faces = self.find_faces(image)
         if not faces:
             return []
-        meshes = self.landmarks.run(image, faces)
+        if self.mesh_memory is not None:
+            meshes = self.mesh_memory.run(image, faces)
+        else:
+            meshes = self.landmarks.run(image, faces)
         poses = [head_pose(m.points) for m in meshes]
         crops = [self.classifier.crop(image, f) for f in faces]
         reasons = [
