@@ -138,7 +138,9 @@ class FaceAnalyzer:
             meshes = self.mesh_memory.run(image, faces)
         else:
             meshes = self.landmarks.run(image, faces)
-        poses = [head_pose(m.points) for m in meshes]
+        # A mesh that found no face has no pose to gate on: the presence floor holds back its
+        # alarming verdicts, and a masked face stays masked.
+        poses = [head_pose(m.points) if m.found else None for m in meshes]
         crops = [self.classifier.crop(image, f) for f in faces]
         reasons = [
             self.gates.check(image, f, c, p) for f, c, p in zip(faces, crops, poses)

