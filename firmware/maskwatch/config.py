@@ -343,6 +343,7 @@ class GatesConfig(Section):
     min_luminance: float = Field(25.0, ge=0.0, le=255.0)
     max_luminance: float = Field(235.0, ge=0.0, le=255.0)
     max_clipped: float = Field(0.5, gt=0.0, le=1.0)
+    min_presence: float = Field(0.9, ge=0.0, le=1.0)
 
     @model_validator(mode="after")
     def _luminance_range(self) -> "GatesConfig":

@@ -13,7 +13,6 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
-from test_dispatcher import FAST, wait_until
 
 from maskwatch.alarm_format import AlarmMessage
 from maskwatch.config import parse_config
@@ -23,6 +22,7 @@ from maskwatch.events.store import EventStore
 from maskwatch.outputs.factory import build_outputs
 from maskwatch.outputs.webhook import WebhookOutput, body_of, sign
 
+from test_dispatcher import FAST, wait_until
 from test_store import make_config, make_event
 
 SECRET = "s3cret-äö"
