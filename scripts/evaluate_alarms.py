@@ -1,14 +1,19 @@
 #!/usr/bin/env python3
-"""Alarm figures on the andrewmvd scene photos, with the alarm gates chosen on a validation half.
+"""Alarm figures on the andrewmvd scene and wear/ photos, the alarm gates chosen on validation halves.
 
     python scripts/evaluate_alarms.py                       # run the device path, choose, report
     python scripts/evaluate_alarms.py --detections d.jsonl  # score `maskwatch detect --json` as is
 
-The photos are split by name into two fixed halves (:func:`half`: the first byte of the
-SHA-1 of the file name, even = validation, odd = held-out). The device path runs once on every
-photo with the pose, presence and face-score gates opened wide; those three thresholds are
-then chosen on the validation half alone (:func:`choose`) and every figure is printed on the
-full set and on the held-out half, for the chosen and for the configured thresholds.
+The scene photos and the wear/ photos are each split by file name into two fixed halves
+(:func:`half`: the first byte of the SHA-1 of the file name, even = validation, odd =
+held-out). The device path runs once on every scene photo and on every wear/ photo as given
+(256 px) and enlarged to 512 and 1024 px, with the pose and presence gates opened wide; a
+face-score floor and the presence floor are then chosen on the two validation halves together
+(:func:`choose`, one objective: net alarms) and every figure is printed on the full sets and
+on the held-out halves, for the chosen and for the configured thresholds. wear/ figures:
+incorrectly worn photos whose largest face is flagged incorrect on the device
+(``incorrect_to_incorrect``) and correctly worn ones called mask (``correct_to_mask``); no
+face found counts as wrong.
 
 Matching differs from scripts/score_scenes.py (IoU >= 0.4): a detection belongs to a labelled
 face when at least 70 % of the smaller of the two boxes lies inside the other, one detection
@@ -27,10 +32,9 @@ box):
                         is labelled incorrect)
 
 With --photos it also runs the configured device (gates on) on faces/test (each crop on a
-grey canvas, as in training) and on wear/ as given (256 px) and enlarged to 512 and 1024 px:
-the share of photos whose largest face gets the true label on the device and as reported
-(gates ignored), over all photos (no face found counts as wrong), and how many further
-boxes per photo were found.
+grey canvas, as in training): the share of photos whose largest face gets the true label on
+the device and as reported (gates ignored), over all photos (no face found counts as wrong),
+and how many further boxes per photo were found.
 """
 
 from __future__ import annotations
@@ -59,12 +63,14 @@ log = logging.getLogger("evaluate_alarms")
 ALARMS = ("no_mask", "incorrect")
 INSIDE_SHARE = 0.7
 SIZES = (40, 24)
-# Gates the wide-open run still applies (pose, presence and face score are applied here).
+# Gates the wide-open run still applies (pose, presence and a face-score floor are applied here).
 QUALITY_GATES = frozenset({"cut_by_edge", "blurred", "underexposed", "overexposed"})
 # A false alarm costs as much as this many alarms on unmasked or incorrectly masked faces.
 FALSE_ALARM_COST = 10
-SCORE_FLOORS = (0.2, 0.3, 0.4, 0.5, 0.6, 0.7)
-PRESENCE_FLOORS = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
+SCORE_FLOORS = (0.0, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7)
+PRESENCE_FLOORS = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.98, 0.99, 0.995, 0.998,
+                   0.999)
+WEAR_SIZES = (256, 512, 1024)
 
 
 @dataclass(frozen=True)
@@ -185,13 +191,20 @@ def subset(images: list[dict], which: str) -> list[dict]:
     ]
 
 
-def choose(images: list[dict], detections: dict[str, list[dict]]) -> Thresholds:
-    """The face-score and presence floors with the most true alarms minus FALSE_ALARM_COST
-    times the alarms on no labelled face, at >= 40 px (the acceptance size, and the device's
-    default ``detector.min_face``) on ``images``; ties go to the higher floors. Both floors
-    ask whether a detection is a face at all, so they are judged on the alarms on things that
-    are not faces; an alarm on a clearly seen masked face (a respirator called incorrect) is
-    the classifier's error, and raising the floors to hide it would only drop true faces.
+def choose(
+    images: list[dict], detections: dict[str, list[dict]], wear: dict[str, dict | None]
+) -> Thresholds:
+    """The face-score and presence floors with the most net alarms on ``images`` (at >= 40 px,
+    the acceptance size and the device's default ``detector.min_face``) and ``wear`` together:
+    +1 for an alarm on an unmasked or incorrectly masked face, -1 for one on a masked face,
+    -FALSE_ALARM_COST for one on no labelled face. Both floors ask whether a detection is a
+    face at all; the wear photos (synthetic masks worn wrong, on faces BlazeFace scores 0.4-0.7)
+    are in the objective so that a floor cannot buy scene precision by hiding true faces.
+    A score floor of 0 is no floor (presence alone; the device has none, so a score floor
+    must earn its place: ties go to the lower one). Among presence floors that tie, the
+    highest wins: a false alarm costs FALSE_ALARM_COST alarms, so where the validation
+    photos cannot tell floors apart the one that lets the fewest doubtful faces alarm is
+    the safer bet.
 
     The pose range stays the SPEC's (F3): faces beyond it are never alarmed on by
     definition, and on these photos they are true unmasked faces, so widening the range can
@@ -201,7 +214,10 @@ def choose(images: list[dict], detections: dict[str, list[dict]]) -> Thresholds:
     return max(
         (Thresholds(score_floor, presence_floor, spec.max_yaw, spec.max_pitch)
          for score_floor, presence_floor in itertools.product(SCORE_FLOORS, PRESENCE_FLOORS)),
-        key=lambda th: (_net(score(images, detections, 40, th)), th.min_score, th.min_presence),
+        key=lambda th: (
+            _net(score(images, detections, 40, th)) + wear_net(wear, th),
+            -th.min_score, th.min_presence,
+        ),
     )
 
 
@@ -221,16 +237,20 @@ def device_config(models: Path, int8: bool) -> Config:
     return config
 
 
-def detect_all(
-    scenes: Path, models: Path, images: list[dict], int8: bool
-) -> dict[str, list[dict]]:
-    """The device path on every photo, pose / presence / face-score gates wide open."""
+def wide_open(models: Path, int8: bool, min_face: int = 20) -> FaceAnalyzer:
+    """The device path with the pose and presence gates wide open (and a smaller
+    ``min_face`` for the scenes, so that the >= 24 px figures can be made)."""
     config = device_config(models, int8)
-    config.detector.min_face = 20
-    config.detector.unmasked_min_score = 1e-6
+    config.detector.min_face = min_face
     config.gates.max_yaw_deg = config.gates.max_pitch_deg = 90.0
     config.gates.min_presence = 0.0
-    analyzer = FaceAnalyzer(config)
+    return FaceAnalyzer(config)
+
+
+def detect_all(
+    scenes: Path, analyzer: FaceAnalyzer, images: list[dict]
+) -> dict[str, list[dict]]:
+    """The wide-open device path on every scene photo."""
     return {
         Path(i["file"]).name: [
             face_json(r)
@@ -240,25 +260,64 @@ def detect_all(
     }
 
 
-def photo_figures(data: Path, models: Path, int8: bool = False) -> list[dict]:
-    """faces/test and wear/ through the configured device path (see the module docstring)."""
-    analyzer = FaceAnalyzer(device_config(models, int8))
-    sets = [("faces/test/mask", "mask", 0), ("faces/test/no_mask", "no_mask", 0)] + [
-        (f"wear/{folder}", label, size)
-        for size in (256, 512, 1024)
+def wear_photos(data: Path) -> list[tuple[str, str, Path]]:
+    """(key, true label, path) of every wear/ photo at every size; the key is
+    "<size>/<folder>/<file name>"."""
+    return [
+        (f"{size}/{folder}/{path.name}", label, path)
+        for size in WEAR_SIZES
         for folder, label in (("correct", "mask"), ("incorrect", "incorrect"))
+        for path in sorted((data / "wear" / folder).glob("*.jpg"))
     ]
+
+
+def detect_wear(data: Path, analyzer: FaceAnalyzer) -> dict[str, dict | None]:
+    """The wide-open device path's largest face of every wear/ photo at every size (None: no
+    face found)."""
+    found: dict[str, dict | None] = {}
+    for key, _, path in wear_photos(data):
+        size = int(key.split("/")[0])
+        image = cv2.resize(read_rgb(path), (size, size), interpolation=cv2.INTER_LINEAR)
+        results = analyzer.analyze(image, classify_gated=True)
+        found[key] = face_json(max(results, key=lambda r: r.face.width)) if results else None
+    return found
+
+
+def wear_score(wear: dict[str, dict | None], th: Thresholds | None, which: str) -> list[dict]:
+    """Per size: incorrectly worn photos flagged incorrect and correctly worn ones called mask
+    on the device (no face found counts as wrong), on the photos of ``which`` half."""
     rows = []
-    for folder, truth, size in sets:
+    for size in WEAR_SIZES:
+        row: dict = {"size": size}
+        for folder, truth in (("correct", "mask"), ("incorrect", "incorrect")):
+            keys = [k for k in wear if k.startswith(f"{size}/{folder}/")
+                    and (which == "full" or half(k.rsplit("/", 1)[1]) == which)]
+            right = sum(wear[k] is not None and device_label(wear[k], th) == truth for k in keys)
+            row[f"{folder}_photos"] = len(keys)
+            row[f"{folder}_to_{truth}"] = round(right / len(keys), 4) if keys else None
+        rows.append(row)
+    return rows
+
+
+def wear_net(wear: dict[str, dict | None], th: Thresholds) -> int:
+    """Alarms on incorrectly worn wear/ photos minus alarms on correctly worn ones."""
+    net = 0
+    for key, pred in wear.items():
+        if pred is not None and device_label(pred, th) in ALARMS:
+            net += 1 if key.split("/")[1] == "incorrect" else -1
+    return net
+
+
+def photo_figures(data: Path, models: Path, int8: bool = False) -> list[dict]:
+    """faces/test through the configured device path (see the module docstring)."""
+    analyzer = FaceAnalyzer(device_config(models, int8))
+    rows = []
+    for folder, truth in (("faces/test/mask", "mask"), ("faces/test/no_mask", "no_mask")):
         device = reported = missed = 0
         extra: list[int] = []
         paths = sorted((data / folder).glob("*.jpg"))
         for path in paths:
-            image = read_rgb(path)
-            if size:
-                image = cv2.resize(image, (size, size), interpolation=cv2.INTER_LINEAR)
-            else:
-                image = find_photo_face(image, analyzer.detector).canvas
+            image = find_photo_face(read_rgb(path), analyzer.detector).canvas
             results = analyzer.analyze(image, classify_gated=True)
             if not results:
                 missed += 1
@@ -269,7 +328,7 @@ def photo_figures(data: Path, models: Path, int8: bool = False) -> list[dict]:
             device += face.reason is None and face.classification.label.value == truth
             extra.append(len(results) - 1)
         rows.append({
-            "set": folder, "size": size or "crop on canvas", "photos": len(paths),
+            "set": folder, "photos": len(paths),
             "no_face_found": missed,
             f"{truth}_device": round(device / len(paths), 4),
             f"{truth}_reported": round(reported / len(paths), 4),
@@ -280,7 +339,7 @@ def photo_figures(data: Path, models: Path, int8: bool = False) -> list[dict]:
 
 def configured() -> Thresholds:
     cfg = Config()
-    return Thresholds(cfg.detector.unmasked_min_score, cfg.gates.min_presence,
+    return Thresholds(0.0, cfg.gates.min_presence,
                       cfg.gates.max_yaw_deg, cfg.gates.max_pitch_deg)
 
 
@@ -317,17 +376,25 @@ def main() -> int:
             print(json.dumps(row))
         return 0
     if args.cache is not None and args.cache.is_file():
-        detections = json.loads(args.cache.read_text())
+        cached = json.loads(args.cache.read_text())
+        detections, wear = cached["scenes"], cached["wear"]
     else:
-        detections = detect_all(scenes, args.models, images, args.int8)
+        detections = detect_all(scenes, wide_open(args.models, args.int8), images)
+        wear = detect_wear(
+            args.data, wide_open(args.models, args.int8, Config().detector.min_face)
+        )
         if args.cache is not None:
-            args.cache.write_text(json.dumps(detections))
-    chosen = choose(subset(images, "validation"), detections)
+            args.cache.write_text(json.dumps({"scenes": detections, "wear": wear}))
+    validation_wear = {k: v for k, v in wear.items() if half(k.rsplit("/", 1)[1]) == "validation"}
+    chosen = choose(subset(images, "validation"), detections, validation_wear)
     print("chosen on validation:", json.dumps(chosen.__dict__))
     print("configured:", json.dumps(configured().__dict__))
     for name, th in (("chosen", chosen), ("configured", configured())):
         for row in report(images, detections, th):
             print(name, json.dumps(row))
+        for which in ("full", "heldout", "validation"):
+            for row in wear_score(wear, th, which):
+                print(name, "wear", json.dumps({"set": which, **row}))
     if args.photos:
         for row in photo_figures(args.data, args.models, args.int8):
             print("photos", json.dumps(row))

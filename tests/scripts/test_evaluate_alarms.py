@@ -48,7 +48,7 @@ def test_every_alarming_verdict_meets_the_same_gates() -> None:
     # A masked face keeps its label whatever its score and presence.
     assert device_label(pred([0, 0, 1, 1], "mask", score=0.2, presence=0.1), TH) == "mask"
     # Without thresholds, the configured device's own gate decides.
-    assert device_label(pred([0, 0, 1, 1], gate="low_face_score"), None) == "gated"
+    assert device_label(pred([0, 0, 1, 1], gate="no_face_presence"), None) == "gated"
 
 
 def test_alarm_figures_count_non_faces_and_masked_faces_against() -> None:

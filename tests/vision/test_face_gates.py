@@ -38,7 +38,7 @@ def frontal_keypoints(
 
 
 FACE = Face((560.0, 280.0, 720.0, 440.0), 0.9, frontal_keypoints())
-GATES = QualityGates(GatesConfig(), min_alarm_score=0.4)
+GATES = QualityGates(GatesConfig())
 
 
 FRAME = np.zeros((FRAME_H, FRAME_W, 3), np.uint8)
@@ -59,11 +59,11 @@ def test_pose_gate(yaw, pitch, reason) -> None:
 
 def test_pose_limits_come_from_the_config() -> None:
     pose, crop = HeadPose(35, 0, 0), textured_crop()
-    assert QualityGates(GatesConfig(), 0.4).check(FRAME, FACE, crop, pose) is None
-    assert QualityGates(GatesConfig(max_yaw_deg=30), 0.4).check(FRAME, FACE, crop, pose) == (
+    assert QualityGates(GatesConfig()).check(FRAME, FACE, crop, pose) is None
+    assert QualityGates(GatesConfig(max_yaw_deg=30)).check(FRAME, FACE, crop, pose) == (
         "pose_out_of_range"
     )
-    assert QualityGates(GatesConfig(max_yaw_deg=30, enabled=False), 0.4).check(
+    assert QualityGates(GatesConfig(max_yaw_deg=30, enabled=False)).check(
         FRAME, FACE, crop, pose
     ) is None
     # An unknown pose is not gated.
@@ -71,24 +71,23 @@ def test_pose_limits_come_from_the_config() -> None:
 
 
 @pytest.mark.parametrize("label", [Label.NO_MASK, Label.INCORRECT])
-def test_every_alarming_verdict_passes_the_same_doubt_gates(label) -> None:
-    low = Face(FACE.box, 0.3, FACE.keypoints)
-    assert GATES.alarm_doubt(low, 1.0, label) == "low_face_score"
-    assert GATES.alarm_doubt(FACE, 0.2, label) == "no_face_presence"
-    assert GATES.alarm_doubt(FACE, 0.95, label) is None
-    assert GATES.alarm_doubt(FACE, None, label) is None  # no mesh ran: the score alone
+def test_every_alarming_verdict_passes_the_same_doubt_gate(label) -> None:
+    assert GATES.alarm_doubt(0.2, label) == "no_face_presence"
+    assert GATES.alarm_doubt(0.99, label) == "no_face_presence"
+    assert GATES.alarm_doubt(0.999, label) is None
+    assert GATES.alarm_doubt(None, label) is None  # no mesh ran
 
 
-def test_doubt_gates_leave_masked_faces_masked() -> None:
-    low = Face(FACE.box, 0.2, FACE.keypoints)
-    assert GATES.alarm_doubt(low, 0.05, Label.MASK) is None
+def test_doubt_gate_leaves_masked_faces_masked() -> None:
+    assert GATES.alarm_doubt(0.05, Label.MASK) is None
 
 
 def test_presence_floor_comes_from_the_config() -> None:
-    picky = QualityGates(GatesConfig(min_presence=0.99), 0.4)
-    assert picky.alarm_doubt(FACE, 0.95, Label.NO_MASK) == "no_face_presence"
-    off = QualityGates(GatesConfig(min_presence=0.99, enabled=False), 0.4)
-    assert off.alarm_doubt(FACE, 0.95, Label.NO_MASK) is None
+    lenient = QualityGates(GatesConfig(min_presence=0.9))
+    assert lenient.alarm_doubt(0.95, Label.NO_MASK) is None
+    assert lenient.alarm_doubt(0.85, Label.NO_MASK) == "no_face_presence"
+    off = QualityGates(GatesConfig(enabled=False))
+    assert off.alarm_doubt(0.05, Label.NO_MASK) is None
 
 
 def test_exposure_and_blur_gates_on_flat_crops() -> None:

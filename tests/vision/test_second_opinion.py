@@ -167,17 +167,23 @@ def test_demo_photo_shipped_configuration(analyzer, placement, expected) -> None
 
 
 @pytest.mark.parametrize("placement", [Placement.UNDER_NOSE, Placement.ON_CHIN])
-def test_every_alarming_verdict_passes_the_low_face_score_rule(placement) -> None:
+def test_every_alarming_verdict_passes_the_presence_rule(placement, monkeypatch) -> None:
     """One rule for every verdict that can alarm (F4): a mask worn below the nose (a masked
-    verdict made incorrect by the wear checks) on a face scoring low is held back just like a
-    mask on the chin, since a low-scoring "face" may not be a face at all. The still-image
+    verdict made incorrect by the wear checks) on a detection the face mesh doubts is held
+    back just like a mask on the chin, since it may not be a face at all. The still-image
     report keeps the label and names the gate."""
-    picky = make_analyzer()
-    picky.gates.min_alarm_score = 0.999  # above the demo face's score
-    device = picky.analyze(with_drawn_mask(placement))[0]
-    assert (device.classification.label, device.reason) == (Label.UNKNOWN, "low_face_score")
-    reported = picky.analyze(with_drawn_mask(placement), classify_gated=True)[0]
-    assert (reported.classification.label, reported.reason) == (Label.INCORRECT, "low_face_score")
+    doubtful = make_analyzer()
+    run = doubtful.landmarks.run
+    monkeypatch.setattr(
+        doubtful.landmarks, "run",
+        lambda image, faces: [dataclasses.replace(m, presence=0.9) for m in run(image, faces)],
+    )
+    device = doubtful.analyze(with_drawn_mask(placement))[0]
+    assert (device.classification.label, device.reason) == (Label.UNKNOWN, "no_face_presence")
+    reported = doubtful.analyze(with_drawn_mask(placement), classify_gated=True)[0]
+    assert (reported.classification.label, reported.reason) == (
+        Label.INCORRECT, "no_face_presence"
+    )
 
 
 def shares(analyzer: FaceAnalyzer, folder: Path) -> dict[str, float]:

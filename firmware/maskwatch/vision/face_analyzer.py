@@ -71,7 +71,7 @@ class FaceAnalyzer:
             wear = MaskClassifier(models_dir, wear_file, threads, tpu, device)
         self.opinion = SecondOpinion(self.classifier, confirm, nose, WearRules.of(cls), wear)
         self.landmarks = FaceLandmarks(models_dir, runtime.threads)
-        self.gates = QualityGates(config.gates, det.unmasked_min_score)
+        self.gates = QualityGates(config.gates)
         self.scheduler = ViewScheduler(config.processing.tiles_per_frame) if live else None
         self.mesh_memory = MeshMemory(self.landmarks) if live else None
 
@@ -127,8 +127,7 @@ class FaceAnalyzer:
 
         On the device (F3/F4) a face failing a pose or quality gate is not classified: its
         label is "unknown" and ``reason`` names the gate; an alarming verdict (no_mask,
-        incorrect) on a face doubtful as a face (low detector score or mesh presence) is
-        "unknown" too. ``classify_gated`` (still-image reports) classifies every face and
+        incorrect) on a detection the face mesh doubts is a face (low presence) is "unknown" too. ``classify_gated`` (still-image reports) classifies every face and
         keeps the classifier's label, with ``reason`` naming the gate the device would apply.
         """
         faces = self.find_faces(image)
@@ -158,7 +157,7 @@ class FaceAnalyzer:
             pose, presence = poses[i], meshes[i].presence
             classification = classes.get(i, UNCLASSIFIED)
             if i in classes:
-                reason = reason or self.gates.alarm_doubt(face, presence, classification.label)
+                reason = reason or self.gates.alarm_doubt(presence, classification.label)
                 if reason is not None and not classify_gated:
                     classification = replace(classification, label=Label.UNKNOWN)
             results.append(FaceResult(face, classification, None, reason, pose, presence))

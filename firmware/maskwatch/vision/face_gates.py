@@ -6,9 +6,12 @@ false alarm. Such faces stay "unknown" (with the gate's name as the reason) and 
 
 Pose comes from the face mesh's 3-D landmarks (:mod:`maskwatch.vision.head_pose`), which also
 recognises full profiles. Every verdict that can alarm (no_mask and incorrect alike) must in
-addition pass the doubt gates of :meth:`QualityGates.alarm_doubt`: a face score floor and the
-mesh's face-presence floor. Those two hold back only alarming verdicts: masked faces score low
-on both (BlazeFace and the mesh saw mostly bare faces), and must still be reported as masked.
+addition pass :meth:`QualityGates.alarm_doubt`: the mesh's face-presence floor. It holds back
+only alarming verdicts: masked faces score low on it (the mesh saw mostly bare faces), and
+must still be reported as masked. BlazeFace's own score is no second face check: it scores
+faces with a mask pulled below the nose 0.35-0.7, and a score floor that keeps hands and
+background out as well as the presence floor does also held back most of those faces
+(scripts/evaluate_alarms.py chose no score floor).
 
 The thresholds of the quality gates (see ``[gates]`` in config/maskwatch.toml) were measured on
 64-px classifier crops of the development test photos and of the annotated scene photos: with
@@ -74,11 +77,8 @@ def outside_share(face: Face, width: int, height: int) -> float:
 class QualityGates:
     """The F3/F4 gates in one call: :meth:`check` names the first gate a face fails."""
 
-    def __init__(self, cfg: GatesConfig, min_alarm_score: float) -> None:
-        """``min_alarm_score``: the detector score an alarming verdict needs
-        (``detector.unmasked_min_score``)."""
+    def __init__(self, cfg: GatesConfig) -> None:
         self.cfg = cfg
-        self.min_alarm_score = min_alarm_score
 
     def check(
         self, image: np.ndarray, face: Face, crop: np.ndarray, pose: HeadPose | None
@@ -109,15 +109,13 @@ class QualityGates:
             return "blurred"
         return None
 
-    def alarm_doubt(self, face: Face, presence: float | None, label: Label) -> str | None:
+    def alarm_doubt(self, presence: float | None, label: Label) -> str | None:
         """Why an alarming ``label`` may not alarm on this face although it passed
-        :meth:`check`, or None: a detection scoring low as a face (``low_face_score``) or one
-        the face mesh finds no face in (``no_face_presence``) is more likely a hand, a logo
-        or background than an unmasked face. The same rule for no_mask and incorrect."""
+        :meth:`check`, or None: a detection the face mesh finds no face in
+        (``no_face_presence``) is more likely a hand, a logo or background than an unmasked
+        face. The same rule for no_mask and incorrect."""
         if label not in ALARM_LABELS:
             return None
-        if face.score < self.min_alarm_score:
-            return "low_face_score"
         if self.cfg.enabled and presence is not None and presence < self.cfg.min_presence:
             return "no_face_presence"
         return None
