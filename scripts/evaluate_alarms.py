@@ -71,6 +71,8 @@ SCORE_FLOORS = (0.0, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7)
 PRESENCE_FLOORS = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.98, 0.99, 0.995, 0.998,
                    0.999)
 WEAR_SIZES = (256, 512, 1024)
+# wear/ folders and the label their photos should get.
+WEAR_FOLDERS = (("correct", "mask"), ("incorrect", "incorrect"))
 
 
 @dataclass(frozen=True)
@@ -260,23 +262,29 @@ def detect_all(
     }
 
 
-def wear_photos(data: Path) -> list[tuple[str, str, Path]]:
-    """(key, true label, path) of every wear/ photo at every size; the key is
+def wear_photos(data: Path) -> list[tuple[int, str, Path]]:
+    """(size, key, path) of every wear/ photo at every size; the key is
     "<size>/<folder>/<file name>"."""
     return [
-        (f"{size}/{folder}/{path.name}", label, path)
+        (size, f"{size}/{folder}/{path.name}", path)
         for size in WEAR_SIZES
-        for folder, label in (("correct", "mask"), ("incorrect", "incorrect"))
+        for folder, _ in WEAR_FOLDERS
         for path in sorted((data / "wear" / folder).glob("*.jpg"))
     ]
+
+
+def wear_subset(wear: dict[str, dict | None], which: str) -> dict[str, dict | None]:
+    """The wear/ results of the photos in ``which`` half ("full": all)."""
+    return wear if which == "full" else {
+        k: v for k, v in wear.items() if half(k.rsplit("/", 1)[1]) == which
+    }
 
 
 def detect_wear(data: Path, analyzer: FaceAnalyzer) -> dict[str, dict | None]:
     """The wide-open device path's largest face of every wear/ photo at every size (None: no
     face found)."""
     found: dict[str, dict | None] = {}
-    for key, _, path in wear_photos(data):
-        size = int(key.split("/")[0])
+    for size, key, path in wear_photos(data):
         image = cv2.resize(read_rgb(path), (size, size), interpolation=cv2.INTER_LINEAR)
         results = analyzer.analyze(image, classify_gated=True)
         found[key] = face_json(max(results, key=lambda r: r.face.width)) if results else None
@@ -286,12 +294,12 @@ def detect_wear(data: Path, analyzer: FaceAnalyzer) -> dict[str, dict | None]:
 def wear_score(wear: dict[str, dict | None], th: Thresholds | None, which: str) -> list[dict]:
     """Per size: incorrectly worn photos flagged incorrect and correctly worn ones called mask
     on the device (no face found counts as wrong), on the photos of ``which`` half."""
+    chosen = wear_subset(wear, which)
     rows = []
     for size in WEAR_SIZES:
         row: dict = {"size": size}
-        for folder, truth in (("correct", "mask"), ("incorrect", "incorrect")):
-            keys = [k for k in wear if k.startswith(f"{size}/{folder}/")
-                    and (which == "full" or half(k.rsplit("/", 1)[1]) == which)]
+        for folder, truth in WEAR_FOLDERS:
+            keys = [k for k in chosen if k.startswith(f"{size}/{folder}/")]
             right = sum(wear[k] is not None and device_label(wear[k], th) == truth for k in keys)
             row[f"{folder}_photos"] = len(keys)
             row[f"{folder}_to_{truth}"] = round(right / len(keys), 4) if keys else None
@@ -385,8 +393,9 @@ def main() -> int:
         )
         if args.cache is not None:
             args.cache.write_text(json.dumps({"scenes": detections, "wear": wear}))
-    validation_wear = {k: v for k, v in wear.items() if half(k.rsplit("/", 1)[1]) == "validation"}
-    chosen = choose(subset(images, "validation"), detections, validation_wear)
+    chosen = choose(
+        subset(images, "validation"), detections, wear_subset(wear, "validation")
+    )
     print("chosen on validation:", json.dumps(chosen.__dict__))
     print("configured:", json.dumps(configured().__dict__))
     for name, th in (("chosen", chosen), ("configured", configured())):

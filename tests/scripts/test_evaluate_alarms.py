@@ -8,7 +8,9 @@ import sys
 from conftest import REPO
 
 sys.path.insert(0, str(REPO / "scripts"))
-from evaluate_alarms import Thresholds, device_label, half, match, score  # noqa: E402
+from evaluate_alarms import (  # noqa: E402
+    Thresholds, device_label, half, match, score, wear_net, wear_score,
+)
 
 TH = Thresholds(min_score=0.6, min_presence=0.9, max_yaw=45, max_pitch=30)
 
@@ -67,3 +69,17 @@ def test_alarm_figures_count_non_faces_and_masked_faces_against() -> None:
     assert (row["alarms"], row["false_alarms"], row["false_alarms_no_face"]) == (4, 2, 1)
     assert row["alarm_precision"] == 0.5
     assert (row["incorrect_alarmed"], row["incorrect_labelled_incorrect"]) == (1, 1)
+
+
+def test_wear_figures_count_flags_and_alarms_per_size() -> None:
+    wear = {
+        "256/incorrect/a.jpg": pred([0, 0, 1, 1], "incorrect"),
+        "256/incorrect/b.jpg": pred([0, 0, 1, 1], "incorrect", presence=0.5),  # held back
+        "256/incorrect/c.jpg": None,  # no face found
+        "256/correct/d.jpg": pred([0, 0, 1, 1], "mask", presence=0.1),
+        "256/correct/e.jpg": pred([0, 0, 1, 1], "no_mask"),  # an alarm on a masked face
+    }
+    row = wear_score(wear, TH, "full")[0]
+    assert (row["size"], row["incorrect_photos"], row["correct_photos"]) == (256, 3, 2)
+    assert (row["incorrect_to_incorrect"], row["correct_to_mask"]) == (0.3333, 0.5)
+    assert wear_net(wear, TH) == 0
