@@ -34,6 +34,8 @@ def fake_picamera2(monkeypatch: pytest.MonkeyPatch) -> Iterator[ModuleType]:
 def require_models() -> None:
     if not (MODELS / "blazeface" / "face_detection_full_range.tflite").is_file():
         pytest.skip("BlazeFace missing: run maskwatch setup (scripts/setup.sh)")
+    if not (MODELS / "blazeface" / "face_landmark.tflite").is_file():
+        pytest.skip("face mesh missing: run maskwatch setup (scripts/setup.sh)")
     if not (MODELS / "manifest.json").is_file():
         pytest.skip("models/manifest.json missing: train with scripts/train_classifier.py")
 

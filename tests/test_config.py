@@ -128,6 +128,14 @@ def test_unknown_section_names_the_allowed_sections(tmp_path: Path) -> None:
     assert "detector" in problem and "decision" in problem
 
 
+def test_a_removed_key_says_what_became_of_it(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_config(write(tmp_path, "[detector]\nunmasked_min_score = 0.6\n"))
+    (problem,) = info.value.problems
+    assert problem.startswith("detector.unmasked_min_score: removed")
+    assert "min_presence" in problem
+
+
 @pytest.mark.skipif("schedule" not in Config.model_fields, reason="no [schedule] section")
 def test_unknown_key_in_a_list_item_names_the_item_keys(tmp_path: Path) -> None:
     text = '[[schedule.ranges]]\nstart = "08:00"\nend = "09:00"\nstrat = "x"\n'

@@ -64,7 +64,6 @@ class RuntimeConfig(Section):
 class DetectorConfig(Section):
     min_face: int = Field(40, ge=16, le=1000)
     score_threshold: float = Field(0.15, gt=0.0, lt=1.0)
-    unmasked_min_score: float = Field(0.6, gt=0.0, lt=1.0)
     nms_iou: float = Field(0.3, gt=0.0, lt=1.0)
     max_faces: int = Field(8, ge=1, le=8)
 
@@ -343,6 +342,7 @@ class GatesConfig(Section):
     min_luminance: float = Field(25.0, ge=0.0, le=255.0)
     max_luminance: float = Field(235.0, ge=0.0, le=255.0)
     max_clipped: float = Field(0.5, gt=0.0, le=1.0)
+    min_presence: float = Field(0.995, ge=0.0, le=1.0)
 
     @model_validator(mode="after")
     def _luminance_range(self) -> "GatesConfig":
@@ -713,9 +713,20 @@ class ConfigError(Exception):
         return "\n".join(lines)
 
 
+# Keys earlier versions knew, with what became of them: an old config naming one is told so.
+RETIRED_KEYS = {
+    "detector.unmasked_min_score": (
+        "removed: the face mesh's presence ([gates] min_presence) is the face check every "
+        "no_mask or incorrect verdict passes; delete this line"
+    ),
+}
+
+
 def _describe(error: dict[str, Any]) -> str:
     path = ".".join(str(p) for p in error["loc"]) or "(top level)"
     kind = error["type"]
+    if kind == "extra_forbidden" and path in RETIRED_KEYS:
+        return f"{path}: {RETIRED_KEYS[path]}"
     if kind == "extra_forbidden":
         allowed = _allowed_keys(error["loc"])
         return f"{path}: unknown key" + (f" (allowed: {', '.join(allowed)})" if allowed else "")

@@ -80,13 +80,30 @@ class Classification:
 
 
 @dataclass(frozen=True)
+class HeadPose:
+    """Head pose in degrees (see :mod:`maskwatch.vision.head_pose`): yaw > 0 nose towards the image
+    right, pitch > 0 face up, roll > 0 tilted clockwise on screen."""
+
+    yaw: float
+    pitch: float
+    roll: float
+
+    def as_dict(self) -> dict[str, float]:
+        return {name: round(getattr(self, name), 1) for name in ("yaw", "pitch", "roll")}
+
+
+@dataclass(frozen=True)
 class FaceResult:
-    """A face after classification; ``reason`` says why a face was not classified."""
+    """A face after classification; ``reason`` says why a face was not classified (or, for
+    an alarming verdict, why it may not alarm). ``pose`` and ``presence`` come from the face
+    mesh (None when it did not run)."""
 
     face: Face
     classification: Classification
     track_id: int | None = None
     reason: str | None = None
+    pose: HeadPose | None = None
+    presence: float | None = None
 
 
 @dataclass(frozen=True)

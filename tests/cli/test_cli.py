@@ -32,7 +32,7 @@ def demo_images(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list]:
 
 GATES = {
     "pose_out_of_range", "cut_by_edge", "blurred", "underexposed", "overexposed",
-    "low_face_score",
+    "no_face_presence",
 }
 
 
@@ -48,9 +48,16 @@ def test_detect_json_lines_follow_the_contract(demo_images) -> None:
         near_box, masked = truth[0]
         faces = record["faces"]
         for face in faces:
-            assert set(face) - {"gate"} == {"box", "score", "label", "confidence", "probs"}
+            assert set(face) - {"gate"} == {
+                "box", "score", "label", "confidence", "probs", "pose", "presence"
+            }
             assert face["label"] in ("mask", "no_mask", "incorrect")
-            assert face.get("gate", "low_face_score") in GATES
+            assert face.get("gate", "no_face_presence") in GATES
+            assert 0.0 <= face["presence"] <= 1.0
+            if face["pose"] is not None:  # null where the face mesh found no face
+                assert set(face["pose"]) == {"yaw", "pitch", "roll"}
+                assert all(-180 <= v <= 180 for v in face["pose"].values())
+            assert (face["pose"] is None) == (face["presence"] < 0.5)
             assert face["confidence"] == pytest.approx(max(face["probs"].values()), abs=1e-3)
         ious = [box_iou(np.array(near_box), np.array([f["box"]]))[0] for f in faces]
         best = faces[int(np.argmax(ious))]

@@ -19,7 +19,6 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
-from test_dispatcher import FAST, wait_until
 
 from maskwatch.alarm_format import AlarmMessage
 from maskwatch.config import parse_config
@@ -29,6 +28,7 @@ from maskwatch.events.store import EventStore
 from maskwatch.outputs.factory import build_outputs
 from maskwatch.outputs.mqtt import MqttOutput, device_slug
 
+from test_dispatcher import FAST, wait_until
 from test_store import make_config, make_event, outbox
 
 MOSQUITTO = shutil.which("mosquitto") or (

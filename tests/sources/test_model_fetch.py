@@ -210,7 +210,7 @@ def test_no_local_wheel_and_no_index_is_a_setup_error(tmp_path: Path) -> None:
 
 def test_real_pins_are_sha256_hex() -> None:
     # The shipped pins (not the fakes): well-formed, one per target, exact versions.
-    assert len({a.target for a in REAL_ASSETS}) == len(REAL_ASSETS) == 2
+    assert len({a.target for a in REAL_ASSETS}) == len(REAL_ASSETS) == 3
     for asset in REAL_ASSETS:
         assert len(asset.sha256) == 64 and int(asset.sha256, 16) >= 0
         assert "==" in asset.requirement

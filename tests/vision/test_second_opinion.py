@@ -166,16 +166,24 @@ def test_demo_photo_shipped_configuration(analyzer, placement, expected) -> None
     assert label_of(analyzer, with_drawn_mask(placement)) == expected
 
 
-def test_the_low_face_score_rule_judges_the_verdict_before_the_wear_checks() -> None:
-    """BlazeFace scores masked faces low, so the low-score rule (an unmasked "face" scoring
-    low is likely background) must not hold back a mask worn below the nose; a mask on the
-    chin was an unmasked verdict first and stays subject to it."""
-    picky = make_analyzer()
-    picky.unmasked_min_score = 0.999  # above the demo face's score
-    under_nose = picky.analyze(with_drawn_mask(Placement.UNDER_NOSE))[0]
-    assert (under_nose.classification.label, under_nose.reason) == (Label.INCORRECT, None)
-    on_chin = picky.analyze(with_drawn_mask(Placement.ON_CHIN))[0]
-    assert (on_chin.classification.label, on_chin.reason) == (Label.UNKNOWN, "low_face_score")
+@pytest.mark.parametrize("placement", [Placement.UNDER_NOSE, Placement.ON_CHIN])
+def test_every_alarming_verdict_passes_the_presence_rule(placement, monkeypatch) -> None:
+    """One rule for every verdict that can alarm (F4): a mask worn below the nose (a masked
+    verdict made incorrect by the wear checks) on a detection the face mesh doubts is held
+    back just like a mask on the chin, since it may not be a face at all. The still-image
+    report keeps the label and names the gate."""
+    doubtful = make_analyzer()
+    run = doubtful.landmarks.run
+    monkeypatch.setattr(
+        doubtful.landmarks, "run",
+        lambda image, faces: [dataclasses.replace(m, presence=0.9) for m in run(image, faces)],
+    )
+    device = doubtful.analyze(with_drawn_mask(placement))[0]
+    assert (device.classification.label, device.reason) == (Label.UNKNOWN, "no_face_presence")
+    reported = doubtful.analyze(with_drawn_mask(placement), classify_gated=True)[0]
+    assert (reported.classification.label, reported.reason) == (
+        Label.INCORRECT, "no_face_presence"
+    )
 
 
 def shares(analyzer: FaceAnalyzer, folder: Path) -> dict[str, float]:

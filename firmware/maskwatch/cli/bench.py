@@ -4,8 +4,10 @@ Frames are built from the demo photo with 1 and with 8 faces, so the figure can 
 on any device without data. "full scan" is every detector view on every frame (what a still
 image gets); "live" is the service's view scheduling on a run of video frames (see
 :mod:`maskwatch.vision.view_scheduler`). "classify" includes the second opinions
-(:mod:`maskwatch.vision.second_opinion`): the demo face is unmasked, so every face is also
-confirmed. Medians, not single timings; the result is a report, never a pass/fail test, because absolute
+(:mod:`maskwatch.vision.second_opinion`): the demo face is unmasked, so every face is also confirmed.
+"landmarks" is the face mesh with the head pose (:mod:`maskwatch.vision.face_landmarks`); the
+per-face cost is classify plus landmarks over the faces found.
+Medians, not single timings; the result is a report, never a pass/fail test, because absolute
 speed depends on the machine.
 """
 
@@ -22,7 +24,7 @@ import numpy as np
 
 from maskwatch.cli.image_io import read_rgb
 from maskwatch.config import Config
-from maskwatch.vision import FaceAnalyzer, FaceBatch
+from maskwatch.vision import FaceAnalyzer, FaceBatch, estimate_head_pose
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +71,9 @@ def _case(full: FaceAnalyzer, live: FaceAnalyzer, frame: np.ndarray, frames: int
             FaceBatch(frame, found, crops), full.classifier.classify(crops)
         ), frames
     ) if found else 0
+    landmarks = _median_ms(
+        lambda: [estimate_head_pose(m.points) for m in full.landmarks.run(frame, found)], frames
+    ) if found else 0
     live.forget()
     live_total = _median_ms(lambda: live.analyze(frame), frames)
     return {
@@ -77,6 +82,8 @@ def _case(full: FaceAnalyzer, live: FaceAnalyzer, frame: np.ndarray, frames: int
         "median_ms_detect": round(detect, 2),
         "median_ms_classify": round(classify, 2),
         "classify_ms_per_face": round(classify / max(len(found), 1), 3),
+        "median_ms_landmarks": round(landmarks, 2),
+        "ms_per_face": round((classify + landmarks) / max(len(found), 1), 3),
         "fps": round(1000.0 / total, 1),
         "live_median_ms_total": round(live_total, 2),
         "live_fps": round(1000.0 / live_total, 1),
@@ -109,7 +116,9 @@ def run_bench(config: Config, frames: int, as_json: bool) -> int:
             f"  {count} face(s) of {size} px (found {r['faces_found']}): full scan "
             f"{r['median_ms_total']:.1f} ms median ({r['fps']} fps) = detect "
             f"{r['median_ms_detect']:.1f} + classify {r['median_ms_classify']:.2f} ms "
-            f"({r['classify_ms_per_face']:.3f} ms/face); live {r['live_median_ms_total']:.1f} ms "
+            f"({r['classify_ms_per_face']:.3f} ms/face) + landmarks "
+            f"{r['median_ms_landmarks']:.2f} ms ({r['ms_per_face']:.3f} ms/face in all); "
+            f"live {r['live_median_ms_total']:.1f} ms "
             f"({r['live_fps']} fps)"
         )
     print(f"  peak resident memory {result['max_rss_mb']} MB")

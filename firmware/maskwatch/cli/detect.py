@@ -2,9 +2,12 @@
 
 The JSON line shape is a contract other tools (scripts/score_scenes.py, installers' checks)
 depend on: {"image", "width", "height", "faces": [{"box", "score", "label", "confidence",
-"probs"}], "ms"}, label one of mask, no_mask, incorrect. A face the device would not alarm
-on (F3 pose, F4 quality gates, a low face score for an unmasked face) also has a "gate" key
-naming why; its label is still the classifier's, so a still image is always fully reported.
+"probs", "pose", "presence"}], "ms"}, label one of mask, no_mask, incorrect; "pose" is
+{"yaw", "pitch", "roll"} in degrees from the face mesh (null when unknown) and "presence" the
+mesh's face presence 0-1 (null when unknown). A face the device would not alarm on (F3 pose,
+F4 quality gates, an alarming verdict on a face with a low face score or presence) also has
+a "gate" key naming why; its label is still the classifier's, so a still image is always fully
+reported.
 """
 
 from __future__ import annotations
@@ -33,6 +36,8 @@ def face_json(result: FaceResult) -> dict:
         "label": result.classification.label.value,
         "confidence": round(result.classification.confidence, 4),
         "probs": result.classification.probs,
+        "pose": result.pose.as_dict() if result.pose is not None else None,
+        "presence": round(result.presence, 4) if result.presence is not None else None,
     }
     if result.reason is not None:
         line["gate"] = result.reason
@@ -46,6 +51,8 @@ def _table_lines(path: str, width: int, height: int, results: list[FaceResult], 
         yield (
             f"  #{i}  {r.classification.label.value:9} {r.classification.confidence:6.1%}"
             f"  box {x1},{y1}-{x2},{y2} ({x2 - x1} px)  face score {r.face.score:.2f}"
+            + (f"  presence {r.presence:.2f}" if r.presence is not None else "")
+            + (f"  yaw {r.pose.yaw:.0f} pitch {r.pose.pitch:.0f}" if r.pose is not None else "")
             + (f"  gate: {r.reason}" if r.reason else "")
         )
 

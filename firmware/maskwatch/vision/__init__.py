@@ -1,9 +1,10 @@
-"""Faces in a frame: detector and its view scheduling, crops, quality gates, classifiers and the
-TFLite runtime. What other stages may use is exported here; the modules are the stage's own.
+"""Faces in a frame: detector and its view scheduling, face mesh and head pose, crops, quality
+gates, classifiers and the TFLite runtime. What other stages may use is exported here; the modules are the stage's own.
 """
 
 from maskwatch.vision.face_analyzer import FaceAnalyzer
 from maskwatch.vision.face_detector import box_iou
+from maskwatch.vision.head_pose import estimate_head_pose
 from maskwatch.vision.second_opinion import FaceBatch
 
-__all__ = ["FaceAnalyzer", "FaceBatch", "box_iou"]
+__all__ = ["FaceAnalyzer", "FaceBatch", "box_iou", "estimate_head_pose"]

@@ -14,10 +14,13 @@ from pathlib import Path
 import numpy as np
 
 from maskwatch.config import Config
-from maskwatch.types import ALARM_LABELS, Classification, Face, FaceResult, Label
+from maskwatch.types import Classification, Face, FaceResult, Label
 from maskwatch.vision.face_detector import FaceDetector, shrink
 from maskwatch.vision.face_gates import QualityGates
+from maskwatch.vision.face_landmarks import FaceLandmarks
+from maskwatch.vision.head_pose import estimate_head_pose
 from maskwatch.vision.mask_classifier import MaskClassifier
+from maskwatch.vision.mesh_memory import MeshMemory
 from maskwatch.vision.nose_check import NoseCheck
 from maskwatch.vision.second_opinion import FaceBatch, SecondOpinion, WearRules
 from maskwatch.vision.tflite_runtime import Accelerator, choose_accelerator
@@ -30,8 +33,9 @@ UNCLASSIFIED = Classification(Label.UNKNOWN, 0.0, {})
 
 class FaceAnalyzer:
     """``live``: frames are consecutive video frames, so detection may run only the views a
-    :class:`ViewScheduler` picks (``processing.tiles_per_frame``); otherwise every image gets
-    a full scan."""
+    :class:`ViewScheduler` picks (``processing.tiles_per_frame``) and a face may keep its face
+    mesh for one frame (:class:`MeshMemory`); otherwise every image gets a full scan and fresh
+    meshes."""
 
     def __init__(
         self, config: Config, accelerator: Accelerator | None = None, live: bool = False
@@ -44,7 +48,6 @@ class FaceAnalyzer:
         det = config.detector
         self.detect_width = config.processing.detect_width
         self.min_face = det.min_face
-        self.unmasked_min_score = det.unmasked_min_score
         self.detector = FaceDetector(
             models_dir, det.min_face, det.score_threshold, det.nms_iou, det.max_faces,
             runtime.threads,
@@ -67,8 +70,10 @@ class FaceAnalyzer:
             wear_file, tpu = self._pick(models_dir, cls.wear_model, cls.wear_edgetpu_model)
             wear = MaskClassifier(models_dir, wear_file, threads, tpu, device)
         self.opinion = SecondOpinion(self.classifier, confirm, nose, WearRules.of(cls), wear)
+        self.landmarks = FaceLandmarks(models_dir, runtime.threads)
         self.gates = QualityGates(config.gates)
         self.scheduler = ViewScheduler(config.processing.tiles_per_frame) if live else None
+        self.mesh_memory = MeshMemory(self.landmarks) if live else None
 
     def _pick(
         self, models_dir: Path, model_file: str, edgetpu_file: str
@@ -114,45 +119,46 @@ class FaceAnalyzer:
         """Drop what earlier frames said about where faces are (after a pause)."""
         if self.scheduler is not None:
             self.scheduler.forget()
+        if self.mesh_memory is not None:
+            self.mesh_memory.forget()
 
     def analyze(self, image: np.ndarray, classify_gated: bool = False) -> list[FaceResult]:
-        """The frame's faces, classified.
+        """The frame's faces, classified, each with the face mesh's pose and presence.
 
         On the device (F3/F4) a face failing a pose or quality gate is not classified: its
-        label is "unknown" and ``reason`` names the gate; a no-mask face with a low face score
-        is "unknown" too. ``classify_gated`` (still-image reports) classifies every face and
+        label is "unknown" and ``reason`` names the gate; an alarming verdict (no_mask,
+        incorrect) on a detection the face mesh doubts is a face (low presence) is "unknown" too. ``classify_gated`` (still-image reports) classifies every face and
         keeps the classifier's label, with ``reason`` naming the gate the device would apply.
         """
         faces = self.find_faces(image)
         if not faces:
             return []
+        if self.mesh_memory is not None:
+            meshes = self.mesh_memory.run(image, faces)
+        else:
+            meshes = self.landmarks.run(image, faces)
+        # A mesh that found no face has no pose to gate on: the presence floor holds back its
+        # alarming verdicts, and a masked face stays masked.
+        poses = [estimate_head_pose(m.points) if m.found else None for m in meshes]
         crops = [self.classifier.crop(image, f) for f in faces]
-        reasons = [self.gates.check(image, f, c) for f, c in zip(faces, crops)]
+        reasons = [
+            self.gates.check(image, f, c, p) for f, c, p in zip(faces, crops, poses)
+        ]
         todo = [i for i, r in enumerate(reasons) if r is None or classify_gated]
-        confirmed: list[Classification] = []
         found: list[Classification] = []
         if todo:
             chosen = np.stack([crops[i] for i in todo])
             batch = FaceBatch(image, [faces[i] for i in todo], chosen)
             confirmed = self.opinion.confirm_faces(batch, self.classifier.classify(chosen))
             found = self.opinion.check_wear(batch, confirmed)
-        classes = dict(zip(todo, zip(confirmed, found)))
+        classes = dict(zip(todo, found))
         results = []
         for i, (face, reason) in enumerate(zip(faces, reasons)):
-            if i not in classes:
-                results.append(FaceResult(face, UNCLASSIFIED, reason=reason))
-                continue
-            before_wear, classification = classes[i]
-            reason = reason or self._low_score_reason(face, before_wear)
-            if reason is not None and not classify_gated:
-                classification = replace(classification, label=Label.UNKNOWN)
-            results.append(FaceResult(face, classification, reason=reason))
+            pose, presence = poses[i], meshes[i].presence
+            classification = classes.get(i, UNCLASSIFIED)
+            if i in classes:
+                reason = reason or self.gates.alarm_doubt(presence, classification.label)
+                if reason is not None and not classify_gated:
+                    classification = replace(classification, label=Label.UNKNOWN)
+            results.append(FaceResult(face, classification, None, reason, pose, presence))
         return results
-
-    def _low_score_reason(self, face: Face, classification: Classification) -> str | None:
-        """BlazeFace scores masked faces low, so a low score is normal for a mask, but a
-        low-scoring "face" without a mask is more likely a patch of background. Judged on
-        the verdict before the wear checks: a mask worn below the nose is still a mask."""
-        if classification.label in ALARM_LABELS and face.score < self.unmasked_min_score:
-            return "low_face_score"
-        return None

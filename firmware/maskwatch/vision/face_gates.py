@@ -4,15 +4,14 @@ A face turned too far, cut by the frame edge, blurred, or too dark or too bright
 classifier a crop unlike anything it learnt from, and a confident "no_mask" on such a crop is a
 false alarm. Such faces stay "unknown" (with the gate's name as the reason) and never alarm.
 
-Pose comes from BlazeFace's six keypoints alone, through a 3-D mean face (:data:`MEAN_FACE`):
-its frontal layout is the median layout of BlazeFace's keypoints on the (mostly frontal)
-development test photos, its depths are those of MediaPipe's canonical face model (eyes, nose
-tip, mouth), and the depth of BlazeFace's "ear" points (which sit on the face outline rather
-than on the tragion) is the one that makes the nose-between-the-ears and nose-between-the-eyes
-cues agree on real faces (their ratio is 1.2 on about 1700 test and scene faces).
-:func:`project_mean_face` turns that face to a known yaw and pitch; :func:`estimate_pose`
-inverts exactly that projection, so it is exact on projected keypoints and its error on real
-faces is how far a face differs from the mean one.
+Pose comes from the face mesh's 3-D landmarks (:mod:`maskwatch.vision.head_pose`), which also
+recognises full profiles. Every verdict that can alarm (no_mask and incorrect alike) must in
+addition pass :meth:`QualityGates.alarm_doubt`: the mesh's face-presence floor. It holds back
+only alarming verdicts: masked faces score low on it (the mesh saw mostly bare faces), and
+must still be reported as masked. BlazeFace's own score is no second face check: it scores
+faces with a mask pulled below the nose 0.35-0.7, and a score floor that keeps hands and
+background out as well as the presence floor does also held back most of those faces
+(scripts/evaluate_alarms.py chose no score floor).
 
 The thresholds of the quality gates (see ``[gates]`` in config/maskwatch.toml) were measured on
 64-px classifier crops of the development test photos and of the annotated scene photos: with
@@ -22,40 +21,13 @@ background patches.
 
 from __future__ import annotations
 
-import math
-
 import cv2
 import numpy as np
 
 from maskwatch.config import GatesConfig
-from maskwatch.types import Face
+from maskwatch.types import ALARM_LABELS, Face, HeadPose, Label
 
-RIGHT_EYE, LEFT_EYE, NOSE, MOUTH, RIGHT_EAR, LEFT_EAR = range(6)
-
-# The six keypoints of a frontal mean face in cm, image axes: x to the image right (the
-# subject's left), y down, z towards the camera. Eyes are 6.35 cm apart.
-_EYE_X, _EYE_Z = 3.175, 4.0
-_NOSE_Y, _NOSE_Z = 3.94, 7.3
-_MOUTH_Y, _MOUTH_Z = 6.54, 5.4
-_EAR_X, _EAR_Y = 6.57, 1.0
-# Ear depth from the measured cue ratio: (nose - ears) / ear span = 1.2 x (nose - eyes) / eye span.
-_CUE_RATIO = 1.2
-_EAR_Z = _NOSE_Z - _CUE_RATIO * (_NOSE_Z - _EYE_Z) / (2 * _EYE_X) * (2 * _EAR_X)
-MEAN_FACE = np.array(
-    [
-        [-_EYE_X, 0.0, _EYE_Z],
-        [_EYE_X, 0.0, _EYE_Z],
-        [0.0, _NOSE_Y, _NOSE_Z],
-        [0.0, _MOUTH_Y, _MOUTH_Z],
-        [-_EAR_X, _EAR_Y, _EAR_Z],
-        [_EAR_X, _EAR_Y, _EAR_Z],
-    ]
-)
-# How far the nose moves off the eye (ear) midpoint, in eye (ear) spans, per unit of tan(yaw).
-_K_EYE = (_NOSE_Z - _EYE_Z) / (2 * _EYE_X)
-_K_EAR = (_NOSE_Z - _EAR_Z) / (2 * _EAR_X)
-# Weights of the two yaw cues; the ear cue has the longer lever, the eye cue the surer points.
-_W_EYE, _W_EAR = 0.5, 0.5
+RIGHT_EYE, LEFT_EYE, NOSE, MOUTH = range(4)
 
 # Quality gates look at the classifier crop at this size (other sizes are resized to it).
 QUALITY_SIZE = 64
@@ -65,100 +37,6 @@ CLIP_LOW, CLIP_HIGH = 5, 250
 _CORE_POINTS = (RIGHT_EYE, LEFT_EYE, NOSE, MOUTH)
 # A box side this close to the frame border (px) counts as touching it.
 _TOUCH_PX = 1.0
-
-
-def project_mean_face(
-    yaw_deg: float,
-    pitch_deg: float,
-    roll_deg: float = 0.0,
-    scale: float = 10.0,
-    centre: tuple[float, float] = (320.0, 240.0),
-    distance_cm: float | None = None,
-) -> np.ndarray:
-    """The 6 x 2 keypoints of :data:`MEAN_FACE` turned by yaw (positive: the nose towards the
-    image right), then pitch (positive: face up), then rolled in the image (positive: clockwise
-    on screen), at ``scale`` px per cm. Orthographic, or a pinhole camera ``distance_cm`` from
-    the face when given."""
-    yaw, pitch, roll = (math.radians(v) for v in (yaw_deg, pitch_deg, roll_deg))
-    x, y, z = MEAN_FACE.T
-    x, z = x * math.cos(yaw) + z * math.sin(yaw), -x * math.sin(yaw) + z * math.cos(yaw)
-    y, z = y * math.cos(pitch) - z * math.sin(pitch), y * math.sin(pitch) + z * math.cos(pitch)
-    if distance_cm is not None:
-        focus = distance_cm / (distance_cm - z)
-        x, y = x * focus, y * focus
-    c, s = math.cos(roll), math.sin(roll)
-    x, y = x * c - y * s, x * s + y * c
-    return np.stack([x * scale + centre[0], y * scale + centre[1]], axis=1).astype(np.float32)
-
-
-def estimate_pose(keypoints: np.ndarray) -> tuple[float, float]:
-    """Yaw and pitch in degrees (signs as in :func:`project_mean_face`) from BlazeFace's six
-    keypoints.
-
-    Roll first, so the points can be turned upright: the eye line alone would do for a face
-    turned one way only, but a face turned sideways and nodded tilts its eye line by
-    atan(tan(yaw) sin(pitch)) with no roll at all. The line from the eye midpoint to the point
-    of the nose-mouth line at the eyes' depth is upright at any yaw and pitch, so it gives the
-    roll directly; the mean of it and the eye line corrected for the tilt is used.
-
-    Yaw: where the nose tip sits between the ears and between the eyes (each in its own span,
-    so distance and face size cancel). Pitch: the nose's height between the eyes and the mouth
-    against the frontal ratio; nodding moves the nose, which stands out furthest, more than the
-    eyes and the mouth. Degenerate layouts (eyes or ears in the wrong order: a profile or the
-    back of a head) come out at +-90 degrees yaw.
-    """
-    k = np.asarray(keypoints, np.float64).reshape(6, 2)
-    eye_mid = (k[RIGHT_EYE] + k[LEFT_EYE]) / 2.0
-    dx, dy = k[LEFT_EYE] - k[RIGHT_EYE]
-    eye_angle = math.atan2(dy, dx)
-    # The nose-mouth line at eye depth: mouth + t (nose - mouth), t = (Ze - Zm) / (Zn - Zm).
-    t = (_EYE_Z - _MOUTH_Z) / (_NOSE_Z - _MOUTH_Z)
-    down = k[MOUTH] + t * (k[NOSE] - k[MOUTH]) - eye_mid
-    midline_roll = math.atan2(-down[0], down[1])
-    pose = _pose_at_roll(k, eye_mid, midline_roll)
-    if pose is None:
-        return _profile(k)
-    yaw, pitch = pose
-    eye_roll = eye_angle - math.atan2(math.sin(yaw) * math.sin(pitch), math.cos(yaw))
-    mean_roll = midline_roll + _wrap(eye_roll - midline_roll) / 2.0
-    pose = _pose_at_roll(k, eye_mid, mean_roll)
-    if pose is None:
-        return _profile(k)
-    return math.degrees(pose[0]), math.degrees(pose[1])
-
-
-def _wrap(angle: float) -> float:
-    return (angle + math.pi) % (2 * math.pi) - math.pi
-
-
-def _profile(k: np.ndarray) -> tuple[float, float]:
-    side = k[NOSE, 0] - (k[LEFT_EAR, 0] + k[RIGHT_EAR, 0]) / 2.0
-    return math.copysign(90.0, side), 0.0
-
-
-def _pose_at_roll(k: np.ndarray, eye_mid: np.ndarray, roll: float) -> tuple[float, float] | None:
-    """Yaw and pitch (radians) of keypoints turned upright by ``roll``; None if degenerate."""
-    c, s = math.cos(-roll), math.sin(-roll)
-    rel = k - eye_mid
-    x = rel[:, 0] * c - rel[:, 1] * s
-    y = rel[:, 0] * s + rel[:, 1] * c
-    eye_span = x[LEFT_EYE] - x[RIGHT_EYE]
-    ear_span = x[LEFT_EAR] - x[RIGHT_EAR]
-    if eye_span <= 1e-6 or ear_span <= 1e-6:
-        return None
-    eye_cue = x[NOSE] / eye_span / _K_EYE  # the eye midpoint is the origin
-    ear_cue = (x[NOSE] - (x[LEFT_EAR] + x[RIGHT_EAR]) / 2.0) / ear_span / _K_EAR
-    yaw = math.atan(_W_EYE * eye_cue + _W_EAR * ear_cue)
-    # Heights below the eye line: nose a cos(p) - b cos(yaw) sin(p), mouth the same with c, d;
-    # their ratio r solves to tan(p) = (a - r c) / ((b - r d) cos(yaw)).
-    nose_y, mouth_y = y[NOSE], y[MOUTH]
-    if mouth_y <= 1e-3 * eye_span:  # mouth at or above the eyes: far up or down
-        return yaw, math.copysign(math.pi / 2, -nose_y)
-    r = nose_y / mouth_y
-    num = _NOSE_Y - r * _MOUTH_Y
-    den = ((_NOSE_Z - _EYE_Z) - r * (_MOUTH_Z - _EYE_Z)) * math.cos(yaw)
-    pitch = max(-math.pi / 2, min(math.pi / 2, math.atan2(num, den)))
-    return yaw, pitch
 
 
 def sharpness(grey: np.ndarray) -> float:
@@ -202,17 +80,20 @@ class QualityGates:
     def __init__(self, cfg: GatesConfig) -> None:
         self.cfg = cfg
 
-    def check(self, image: np.ndarray, face: Face, crop: np.ndarray) -> str | None:
+    def check(
+        self, image: np.ndarray, face: Face, crop: np.ndarray, pose: HeadPose | None
+    ) -> str | None:
         """The reason ``face`` is not to be classified, or None. ``crop`` is its classifier
-        crop (any size; measured at 64 px)."""
+        crop (any size; measured at 64 px); ``pose`` its head pose (None: unknown, not gated)."""
         cfg = self.cfg
         if not cfg.enabled:
             return None
         height, width = image.shape[:2]
         if outside_share(face, width, height) > cfg.edge_margin:
             return "cut_by_edge"
-        yaw, pitch = estimate_pose(face.keypoints)
-        if abs(yaw) > cfg.max_yaw_deg or abs(pitch) > cfg.max_pitch_deg:
+        if pose is not None and (
+            abs(pose.yaw) > cfg.max_yaw_deg or abs(pose.pitch) > cfg.max_pitch_deg
+        ):
             return "pose_out_of_range"
         grey = _grey(crop)
         # Exposure of the middle half (eyes to mouth), so hair, hats and background at the
@@ -226,6 +107,17 @@ class QualityGates:
             return "overexposed"
         if sharpness(grey) < cfg.min_sharpness:
             return "blurred"
+        return None
+
+    def alarm_doubt(self, presence: float | None, label: Label) -> str | None:
+        """Why an alarming ``label`` may not alarm on this face although it passed
+        :meth:`check`, or None: a detection the face mesh finds no face in
+        (``no_face_presence``) is more likely a hand, a logo or background than an unmasked
+        face. The same rule for no_mask and incorrect."""
+        if label not in ALARM_LABELS:
+            return None
+        if self.cfg.enabled and presence is not None and presence < self.cfg.min_presence:
+            return "no_face_presence"
         return None
 
 
