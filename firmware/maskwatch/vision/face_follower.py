@@ -45,7 +45,7 @@ log = logging.getLogger(__name__)
 
 # A detection is a followed face when it overlaps it this much, or its centre is inside it.
 SAME_FACE_IOU = 0.3
-# Two followed faces overlapping this much follow one face.
+# Two followed faces overlapping this much (or one's centre inside the other) follow one face.
 DUPLICATE_IOU = 0.5
 # A lost face is looked for at its predicted place on this many frames after it was lost.
 RETRY_FRAMES = 3
@@ -55,8 +55,11 @@ RETRY_FRAMES = 3
 REACH = 1.0
 REACH_PER_FRAME = 0.5
 MAX_REACH = 3.0
-# A face moving more than this share of its width per frame runs the mesh on every frame.
+# A face that moved more than this share of its width per frame runs the mesh on every frame;
+# its recent peak speed decays by SPEED_DECAY per mesh run, so a face turning round (speed
+# near zero for a frame) is still fast.
 FAST = 0.1
+SPEED_DECAY = 0.7
 # The mesh runs again from its own landmarks when they land this share of the face's width
 # away from the guess.
 REFINE = 0.1
@@ -81,6 +84,7 @@ class _Known:
     face: Face  # anchor moved to ``points``
     mesh: Mesh  # the last mesh shown for it
     velocity: np.ndarray  # last per-frame shift of the mesh centre (2,)
+    speed: float = 0.0  # recent peak of |velocity|, decaying by SPEED_DECAY per mesh run
     age: int = 0  # frames since the mesh (or the detector) last saw the face
     missed: int = 0  # mesh runs in a row that did not find it (> 0: lost)
 
@@ -117,6 +121,15 @@ def _inside(point: np.ndarray, face: Face) -> bool:
     return bool(x1 <= point[0] <= x2 and y1 <= point[1] <= y2)
 
 
+def _same_face(a: Face, b: Face) -> bool:
+    """Whether two followed faces are one: overlapping much, or the smaller's centre inside
+    the larger."""
+    if box_iou(np.array(a.box), np.array([b.box]))[0] > DUPLICATE_IOU:
+        return True
+    small, large = sorted((a, b), key=lambda f: f.width)
+    return _inside(_centre(small), large)
+
+
 class FaceFollower:
     """Owns the faces known on live video; :meth:`step` once per processed frame."""
 
@@ -140,8 +153,9 @@ class FaceFollower:
         ``detections`` (this frame's detector views)."""
         shown: dict[int, Mesh] = {}
         self._follow(image, shown)
+        refreshed: set[int] = set()
         for detection in sorted(detections, key=lambda f: f.score, reverse=True):
-            self._place(image, detection, shown)
+            self._place(image, detection, shown, refreshed)
         self._known = [k for k in self._known if k.age <= self.grace_frames]
         return [
             FollowedFace(k.track_id, k.face, shown[k.track_id])
@@ -193,11 +207,12 @@ class FaceFollower:
     @staticmethod
     def _fast(known: _Known) -> bool:
         """Whether the face moves too fast to skip a mesh run (its guess would drift)."""
-        return float(np.hypot(*known.velocity)) > FAST * known.face.width
+        return known.speed > FAST * known.face.width
 
     def _update(self, known: _Known, mesh: Mesh) -> None:
         shift = mesh.points[:, :2].mean(axis=0) - known.points[:, :2].mean(axis=0)
         known.velocity = shift / known.age
+        known.speed = max(float(np.hypot(*known.velocity)), SPEED_DECAY * known.speed)
         known.points, known.mesh, known.age, known.missed = mesh.points, mesh, 0, 0
         known.face = _moved(known.anchor, *_similarity(known.anchor_points, mesh.points))
 
@@ -219,25 +234,31 @@ class FaceFollower:
                           key=lambda k: k.track_id)
         for i, older in enumerate(followed):
             for younger in followed[i + 1:]:
-                if younger.track_id in shown and older.track_id in shown and box_iou(
-                    np.array(older.face.box), np.array([younger.face.box])
-                )[0] > DUPLICATE_IOU:
+                if younger.track_id in shown and older.track_id in shown and _same_face(
+                    older.face, younger.face
+                ):
                     log.debug("face %d follows face %d: dropped", younger.track_id,
                               older.track_id)
                     del shown[younger.track_id]
                     younger.age = self.grace_frames + 1
 
-    def _place(self, image: np.ndarray, detection: Face, shown: dict[int, Mesh]) -> None:
-        """A detection: a followed face (refresh its geometry), a lost one (take it back) or a
-        new face."""
+    def _place(
+        self, image: np.ndarray, detection: Face, shown: dict[int, Mesh], refreshed: set[int]
+    ) -> None:
+        """A detection: a followed face (the best-scoring one of its size refreshes its
+        geometry, any other is dropped), a lost one (take it back) or a new face."""
         centre = _centre(detection)
         for known in self._known:
             if known.track_id not in shown:
                 continue
             iou = box_iou(np.array(known.face.box), np.array([detection.box]))[0]
             if iou > SAME_FACE_IOU or _inside(centre, known.face):
-                known.anchor, known.anchor_points = detection, shown[known.track_id].points[:, :2]
-                known.face = detection
+                ratio = detection.width / max(known.face.width, 1e-9)
+                if known.track_id not in refreshed and 1 / SIZE_RATIO <= ratio <= SIZE_RATIO:
+                    refreshed.add(known.track_id)
+                    known.anchor = detection
+                    known.anchor_points = shown[known.track_id].points[:, :2]
+                    known.face = detection
                 return
         mesh = self.landmarks.run(image, [detection])[0]
         known = self._lost_near(detection, shown)
