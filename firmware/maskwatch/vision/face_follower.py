@@ -26,7 +26,9 @@ Rules, per processed frame (:meth:`FaceFollower.step`):
 
 Box, score and keypoints of a followed face are those of its last detection, moved with the
 mesh (a similarity transform from the mesh at that detection to the mesh now), so crops, gates
-and the doubt rule see the same geometry as on a detection (``score`` is the detector's).
+and the doubt rule see the same geometry as on a detection (``score`` is the detector's). As
+the views run on different frames, a detection of a followed face is merged with the previous
+view's as a full scan's weighted NMS merges views (:func:`_merged`).
 """
 
 from __future__ import annotations
@@ -84,6 +86,7 @@ class _Known:
     face: Face  # anchor moved to ``points``
     mesh: Mesh  # the last mesh shown for it
     velocity: np.ndarray  # last per-frame shift of the mesh centre (2,)
+    view_score: float  # the score of the last detection alone (before merging)
     speed: float = 0.0  # recent peak of |velocity|, decaying by SPEED_DECAY per mesh run
     age: int = 0  # frames since the mesh (or the detector) last saw the face
     missed: int = 0  # mesh runs in a row that did not find it (> 0: lost)
@@ -110,6 +113,20 @@ def _moved(anchor: Face, a: complex, b: complex) -> Face:
     k = a * (anchor.keypoints[:, 0] + 1j * anchor.keypoints[:, 1]) + b
     keypoints = np.stack([k.real, k.imag], axis=1).astype(np.float32)
     return Face(box, anchor.score, keypoints)
+
+
+def _merged(followed: Face, followed_score: float, detection: Face) -> Face:
+    """A followed face seen again by a detector view, as a full scan would merge the views
+    that see one face (weighted NMS): box and keypoints averaged by score, the best score.
+    ``followed`` is the previous view's detection moved with the mesh, ``followed_score`` that
+    view's own score."""
+    total = followed_score + detection.score
+    if total <= 0:
+        return detection
+    a, b = followed_score / total, detection.score / total
+    box = tuple(a * p + b * d for p, d in zip(followed.box, detection.box))
+    keypoints = (a * followed.keypoints + b * detection.keypoints).astype(np.float32)
+    return Face(box, max(followed_score, detection.score), keypoints)  # type: ignore[arg-type]
 
 
 def _centre(face: Face) -> np.ndarray:
@@ -256,9 +273,9 @@ class FaceFollower:
                 ratio = detection.width / max(known.face.width, 1e-9)
                 if known.track_id not in refreshed and 1 / SIZE_RATIO <= ratio <= SIZE_RATIO:
                     refreshed.add(known.track_id)
-                    known.anchor = detection
+                    known.anchor = _merged(known.face, known.view_score, detection)
                     known.anchor_points = shown[known.track_id].points[:, :2]
-                    known.face = detection
+                    known.face, known.view_score = known.anchor, detection.score
                 return
         mesh = self.landmarks.run(image, [detection])[0]
         known = self._lost_near(detection, shown)
@@ -266,11 +283,12 @@ class FaceFollower:
             if len(self._known) >= self.max_faces:
                 return
             known = _Known(self._next_id, detection, mesh.points[:, :2], mesh.points, detection,
-                           mesh, np.zeros(2))
+                           mesh, np.zeros(2), detection.score)
             self._next_id += 1
             self._known.append(known)
             log.debug("face %d found by the detector", known.track_id)
         known.anchor, known.anchor_points, known.face = detection, mesh.points[:, :2], detection
+        known.view_score = detection.score
         known.points, known.mesh, known.age = mesh.points, mesh, 0
         known.missed = 0 if mesh.found else 1
         shown[known.track_id] = mesh
