@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from itertools import pairwise
+
 from maskwatch.types import Classification, Label
 from maskwatch.vision.verdict_reuse import EVERY, FIRST_FRAMES, VerdictReuse
 
@@ -30,7 +32,7 @@ def test_first_frames_always_then_every_nth_frame_for_a_stable_verdict() -> None
     tail = done[FIRST_FRAMES:]
     assert sum(tail) == len(tail) // EVERY or sum(tail) == len(tail) // EVERY + 1
     gaps = [i for i, d in enumerate(tail) if d]
-    assert all(b - a == EVERY for a, b in zip(gaps, gaps[1:]))
+    assert all(b - a == EVERY for a, b in pairwise(gaps))
 
 
 def test_a_changing_or_doubtful_verdict_is_classified_every_frame() -> None:

@@ -7,7 +7,10 @@ import pytest
 
 from maskwatch.vision.face_detector import plan_views
 from maskwatch.vision.view_rotation import (
-    MAX_MERGED_INPUT, ViewRotation, frames_per_cycle, merged_levels,
+    MAX_MERGED_INPUT,
+    ViewRotation,
+    frames_per_cycle,
+    merged_levels,
 )
 
 

@@ -10,7 +10,7 @@ mesh's presence score says whether the face is still there.
 Rules, per processed frame (:meth:`FaceFollower.step`):
 
 - a followed face runs the mesh from its previous landmarks, shifted by its last motion;
-  presence >= ``FACE_FOUND`` keeps it followed, otherwise it is *lost*. With several faces the
+  presence >= ``face_landmarks.FACE_FOUND`` (0.5) keeps it followed, otherwise it is *lost*. With several faces the
   mesh runs on at least half of them per frame, on every face at least every other frame
   and on a face moving fast (``FAST``) on every frame: in between, a face moves on by its last
   per-frame motion and keeps its mesh's pose and presence;
@@ -41,7 +41,7 @@ import numpy as np
 
 from maskwatch.types import Face
 from maskwatch.vision.face_detector import box_iou
-from maskwatch.vision.face_landmarks import FACE_FOUND, FaceLandmarks, Mesh
+from maskwatch.vision.face_landmarks import FaceLandmarks, Mesh
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +77,7 @@ class FollowedFace:
     mesh: Mesh
 
 
-@dataclass
+@dataclass(eq=False)
 class _Known:
     track_id: int
     anchor: Face  # the last detection of this face
@@ -136,6 +136,12 @@ def _centre(face: Face) -> np.ndarray:
 def _inside(point: np.ndarray, face: Face) -> bool:
     x1, y1, x2, y2 = face.box
     return bool(x1 <= point[0] <= x2 and y1 <= point[1] <= y2)
+
+
+def _touch(a: Face, b: Face) -> bool:
+    """Whether the two boxes overlap at all."""
+    (ax1, ay1, ax2, ay2), (bx1, by1, bx2, by2) = a.box, b.box
+    return ax1 < bx2 and bx1 < ax2 and ay1 < by2 and by1 < ay2
 
 
 def _same_face(a: Face, b: Face) -> bool:
@@ -280,7 +286,12 @@ class FaceFollower:
         mesh = self.landmarks.run(image, [detection])[0]
         known = self._lost_near(detection, shown)
         if known is None:
-            if len(self._known) >= self.max_faces:
+            if len(self._known) >= self.max_faces or (
+                not mesh.found and any(_touch(k.face, detection) for k in self._known
+                                       if k.track_id in shown)
+            ):
+                # A detection the mesh finds no face in, touching a followed face, is a piece
+                # of that face (a view that sees it cut), not a new one.
                 return
             known = _Known(self._next_id, detection, mesh.points[:, :2], mesh.points, detection,
                            mesh, np.zeros(2), detection.score)
