@@ -112,6 +112,8 @@ class DecisionConfig(Section):
 class ProcessingConfig(Section):
     fps_cap: float = Field(15.0, gt=0.0, le=60.0)
     detect_width: int = Field(1280, ge=320, le=3840)
+    # Unused since live video follows faces with the face mesh (vision/view_rotation.py);
+    # kept so that existing config files still load.
     tiles_per_frame: int = Field(2, ge=0, le=64)
 
 

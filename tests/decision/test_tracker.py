@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -153,3 +155,20 @@ def test_video_time_going_back_ends_all_tracks() -> None:
     out = tracker.update(0.0, [result(square(100, 100))])
     assert out[0].track_id == 2
     assert tracker.pop_ended() == [1]
+
+
+def test_ids_given_by_the_live_follower_are_kept_even_across_a_jump() -> None:
+    tracker = make_tracker()
+    followed = replace(result(square(0, 0)), track_id=7)
+    assert [r.track_id for r in tracker.update(0.0, [followed])] == [7]
+    jumped = replace(result(square(900, 400)), track_id=7)
+    new = replace(result(square(0, 0)), track_id=9)
+    assert [r.track_id for r in tracker.update(0.1, [jumped, new])] == [7, 9]
+    assert tracker.pop_ended() == []
+
+
+def test_a_given_id_unseen_for_longer_than_max_gap_ends() -> None:
+    tracker = make_tracker()
+    tracker.update(0.0, [replace(result(square(0, 0)), track_id=3)])
+    tracker.update(1.5, [replace(result(square(500, 0)), track_id=4)])
+    assert tracker.pop_ended() == [3]

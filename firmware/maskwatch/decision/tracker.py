@@ -5,6 +5,10 @@ from frame to frame. Faces are matched greedily by box overlap (IoU); a small fa
 fast can leave no overlap between two processed frames, so unmatched boxes are then paired by
 centre distance relative to the face size. A track survives a detection gap of up to
 ``max_gap_s`` of video time, so a missed detection or a brief turn of the head keeps the id.
+
+On live video the face analyzer's follower already gives each face its id (the face mesh
+follows it, see ``maskwatch.vision.face_follower``): results that carry a ``track_id`` keep it,
+and only the track ends (gap over ``max_gap_s``) are decided here.
 """
 
 from __future__ import annotations
@@ -63,7 +67,8 @@ class Tracker:
         """The same results, in the same order, each with ``track_id`` set.
 
         Tracks unseen for more than ``max_gap_s`` end before matching, so a face that returns
-        after a longer gap gets a new id.
+        after a longer gap gets a new id. Results that already carry a ``track_id`` (the live
+        follower's) keep it instead of being matched.
         """
         if self._last_t is not None and t < self._last_t:
             # A source whose clock restarts (e.g. reopened after an error) makes gaps measured
@@ -75,13 +80,18 @@ class Tracker:
         self._end([tr.track_id for tr in self._tracks if t - tr.last_t > limit])
 
         boxes = [r.face.box for r in results]
-        assigned = self._match(t, boxes)
+        if results and all(r.track_id is not None for r in results):
+            known = {tr.track_id: tr for tr in self._tracks}
+            assigned = {i: known[r.track_id] for i, r in enumerate(results) if r.track_id in known}
+        else:
+            assigned = self._match(t, boxes)
         out = []
         for i, result in enumerate(results):
             track = assigned.get(i)
             if track is None:
-                track = _Track(self._next_id, boxes[i], t)
-                self._next_id += 1
+                track_id = result.track_id if result.track_id is not None else self._next_id
+                track = _Track(track_id, boxes[i], t)
+                self._next_id = max(self._next_id, track_id) + 1
                 self._tracks.append(track)
                 log.debug("track %d started at t=%.3f", track.track_id, t)
             track.box = boxes[i]

@@ -8,6 +8,7 @@ small faces keep every pixel they have.
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import replace
 from pathlib import Path
 
@@ -16,15 +17,16 @@ import numpy as np
 from maskwatch.config import Config
 from maskwatch.types import Classification, Face, FaceResult, Label
 from maskwatch.vision.face_detector import FaceDetector, shrink
+from maskwatch.vision.face_follower import FaceFollower
 from maskwatch.vision.face_gates import QualityGates
 from maskwatch.vision.face_landmarks import FaceLandmarks
 from maskwatch.vision.head_pose import estimate_head_pose
 from maskwatch.vision.mask_classifier import MaskClassifier
-from maskwatch.vision.mesh_memory import MeshMemory
 from maskwatch.vision.nose_check import NoseCheck
 from maskwatch.vision.second_opinion import FaceBatch, SecondOpinion, WearRules
 from maskwatch.vision.tflite_runtime import Accelerator, choose_accelerator
-from maskwatch.vision.view_scheduler import ViewScheduler
+from maskwatch.vision.verdict_reuse import VerdictReuse
+from maskwatch.vision.view_rotation import ViewRotation, frames_per_cycle
 
 log = logging.getLogger(__name__)
 
@@ -32,10 +34,11 @@ UNCLASSIFIED = Classification(Label.UNKNOWN, 0.0, {})
 
 
 class FaceAnalyzer:
-    """``live``: frames are consecutive video frames, so detection may run only the views a
-    :class:`ViewScheduler` picks (``processing.tiles_per_frame``) and a face may keep its face
-    mesh for one frame (:class:`MeshMemory`); otherwise every image gets a full scan and fresh
-    meshes."""
+    """``live``: frames are consecutive video frames (at ``processing.fps_cap``), so the face
+    mesh follows each known face (:class:`FaceFollower`, which gives the track ids), the
+    detector runs a few views per frame in turn to find new faces (:class:`ViewRotation`), and
+    a followed face with a stable verdict is classified every few frames only
+    (:class:`VerdictReuse`); otherwise every image gets a full scan and fresh meshes."""
 
     def __init__(
         self, config: Config, accelerator: Accelerator | None = None, live: bool = False
@@ -72,8 +75,12 @@ class FaceAnalyzer:
         self.opinion = SecondOpinion(self.classifier, confirm, nose, WearRules.of(cls), wear)
         self.landmarks = FaceLandmarks(models_dir, runtime.threads)
         self.gates = QualityGates(config.gates)
-        self.scheduler = ViewScheduler(config.processing.tiles_per_frame) if live else None
-        self.mesh_memory = MeshMemory(self.landmarks) if live else None
+        fps = config.processing.fps_cap
+        self.rotation = ViewRotation(frames_per_cycle(fps)) if live else None
+        self.follower = FaceFollower(
+            self.landmarks, math.ceil(config.tracker.max_gap_s * fps), det.max_faces
+        ) if live else None
+        self.verdicts = VerdictReuse()
 
     def _pick(
         self, models_dir: Path, model_file: str, edgetpu_file: str
@@ -104,39 +111,39 @@ class FaceAnalyzer:
         ]
 
     def _detect(self, image: np.ndarray, min_face: float) -> list[Face]:
-        if self.scheduler is None:
+        if self.rotation is None:
             return self.detector.detect(image, min_face)
         height, width = image.shape[:2]
-        views = self.scheduler.choose(
-            self.detector.plan(width, height, min_face),
-            self.detector.whole_frame_min_face(width, height),
-        )
-        faces = self.detector.detect(image, min_face, views)
-        self.scheduler.remember(faces)
-        return faces
+        views = self.rotation.next(self.detector.plan(width, height, min_face))
+        return self.detector.detect(image, min_face, views)
 
     def forget(self) -> None:
         """Drop what earlier frames said about where faces are (after a pause)."""
-        if self.scheduler is not None:
-            self.scheduler.forget()
-        if self.mesh_memory is not None:
-            self.mesh_memory.forget()
+        if self.follower is not None:
+            self.follower.forget()
 
     def analyze(self, image: np.ndarray, classify_gated: bool = False) -> list[FaceResult]:
         """The frame's faces, classified, each with the face mesh's pose and presence.
 
         On the device (F3/F4) a face failing a pose or quality gate is not classified: its
         label is "unknown" and ``reason`` names the gate; an alarming verdict (no_mask,
-        incorrect) on a detection the face mesh doubts is a face (low presence) is "unknown" too. ``classify_gated`` (still-image reports) classifies every face and
-        keeps the classifier's label, with ``reason`` naming the gate the device would apply.
+        incorrect) on a detection the face mesh doubts is a face (low presence) is "unknown"
+        too. ``classify_gated`` (still-image reports) classifies every face and keeps the classifier's label, with ``reason`` naming the gate the device would apply.
+        Live, each result carries the follower's ``track_id``.
         """
-        faces = self.find_faces(image)
+        track_ids: list[int | None]
+        if self.follower is not None:
+            followed = self.follower.step(image, self.find_faces(image))
+            self.verdicts.next_frame(self.follower.track_ids())
+            faces = [f.face for f in followed]
+            meshes = [f.mesh for f in followed]
+            track_ids = [f.track_id for f in followed]
+        else:
+            faces = self.find_faces(image)
+            meshes = self.landmarks.run(image, faces)
+            track_ids = [None] * len(faces)
         if not faces:
             return []
-        if self.mesh_memory is not None:
-            meshes = self.mesh_memory.run(image, faces)
-        else:
-            meshes = self.landmarks.run(image, faces)
         # A mesh that found no face has no pose to gate on: the presence floor holds back its
         # alarming verdicts, and a masked face stays masked.
         poses = [estimate_head_pose(m.points) if m.found else None for m in meshes]
@@ -144,7 +151,14 @@ class FaceAnalyzer:
         reasons = [
             self.gates.check(image, f, c, p) for f, c, p in zip(faces, crops, poses)
         ]
-        todo = [i for i, r in enumerate(reasons) if r is None or classify_gated]
+        carried = {
+            i: verdict for i, (r, track_id) in enumerate(zip(reasons, track_ids))
+            if r is None and track_id is not None
+            and (verdict := self.verdicts.carried(track_id)) is not None
+        }
+        todo = [
+            i for i, r in enumerate(reasons) if (r is None or classify_gated) and i not in carried
+        ]
         found: list[Classification] = []
         if todo:
             chosen = np.stack([crops[i] for i in todo])
@@ -152,6 +166,10 @@ class FaceAnalyzer:
             confirmed = self.opinion.confirm_faces(batch, self.classifier.classify(chosen))
             found = self.opinion.check_wear(batch, confirmed)
         classes = dict(zip(todo, found))
+        for i in todo:
+            if track_ids[i] is not None:
+                self.verdicts.classified(track_ids[i], classes[i])  # type: ignore[arg-type]
+        classes.update(carried)
         results = []
         for i, (face, reason) in enumerate(zip(faces, reasons)):
             pose, presence = poses[i], meshes[i].presence
@@ -160,5 +178,7 @@ class FaceAnalyzer:
                 reason = reason or self.gates.alarm_doubt(presence, classification.label)
                 if reason is not None and not classify_gated:
                     classification = replace(classification, label=Label.UNKNOWN)
-            results.append(FaceResult(face, classification, None, reason, pose, presence))
+            results.append(
+                FaceResult(face, classification, track_ids[i], reason, pose, presence)
+            )
         return results

@@ -7,8 +7,9 @@ minimum face width still covers ``MIN_FACE_IN_INPUT`` pixels of model input. All
 through the model one after another (its output shape fixes the batch at 1), and the
 results are merged by MediaPipe's weighted NMS.
 
-On live video, when every tile of a level has to run on a frame (small faces all over it),
-the tiles can run as one view instead (:func:`merged_view`): the network is rewritten in
+On live video every tile of a level runs once per cycle of views
+(:mod:`maskwatch.vision.view_rotation`), so the tiles run as one view (:func:`merged_view`): the
+network is rewritten in
 memory for that view's input size (:mod:`maskwatch.vision.blazeface_resize`), and the tiles'
 overlaps and padding are no longer computed (at 1280x720 with 40 px faces: one 448x256 input
 instead of six 192x192 ones, half the pixels).
@@ -197,10 +198,6 @@ class FaceDetector:
         """Every view a full scan of a width x height image runs."""
         min_face = self.min_face if min_face is None else min_face
         return plan_views(width, height, min_face, self.input_size)
-
-    def whole_frame_min_face(self, width: int, height: int) -> float:
-        """Width of the smallest face the whole-frame view alone finds in such an image."""
-        return MIN_FACE_IN_INPUT * max(width, height) / self.input_size
 
     def detect(
         self, image: np.ndarray, min_face: float | None = None, views: list[View] | None = None
