@@ -134,6 +134,8 @@ def test_a_removed_key_says_what_became_of_it(tmp_path: Path) -> None:
     (problem,) = info.value.problems
     assert problem.startswith("detector.unmasked_min_score: removed")
     assert "min_presence" in problem
+    with pytest.raises(ConfigError, match="processing.tiles_per_frame: removed"):
+        load_config(write(tmp_path, "[processing]\ntiles_per_frame = 2\n"))
 
 
 @pytest.mark.skipif("schedule" not in Config.model_fields, reason="no [schedule] section")

@@ -112,9 +112,6 @@ class DecisionConfig(Section):
 class ProcessingConfig(Section):
     fps_cap: float = Field(15.0, gt=0.0, le=60.0)
     detect_width: int = Field(1280, ge=320, le=3840)
-    # Unused since live video follows faces with the face mesh (vision/view_rotation.py);
-    # kept so that existing config files still load.
-    tiles_per_frame: int = Field(2, ge=0, le=64)
 
 
 class SourceConfig(Section):
@@ -717,6 +714,10 @@ class ConfigError(Exception):
 
 # Keys earlier versions knew, with what became of them: an old config naming one is told so.
 RETIRED_KEYS = {
+    "processing.tiles_per_frame": (
+        "removed: on live video the face mesh follows known faces and the detector's views run "
+        "in turn, all within 0.5 s; delete this line"
+    ),
     "detector.unmasked_min_score": (
         "removed: the face mesh's presence ([gates] min_presence) is the face check every "
         "no_mask or incorrect verdict passes; delete this line"
