@@ -4,6 +4,7 @@ byte-exact formats; and `maskwatch alarm-listen` as a real subprocess."""
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -79,6 +80,29 @@ class Listener:
 
     def close(self) -> None:
         self.sock.close()
+
+
+class JsonReceiver(Listener):
+    """A real alarm receiver for JSON messages: one per connection, read to the end; the
+    messages arrive in ``messages``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.messages: list[dict] = []
+        self.start()
+
+    def handle(self, conn: socket.socket) -> None:
+        with conn:
+            data = b""
+            while chunk := conn.recv(4096):
+                data += chunk
+            self.messages.append(json.loads(data))
+
+    def wait(self, count: int, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while len(self.messages) < count:
+            assert time.monotonic() < deadline, f"{len(self.messages)} of {count} alarms"
+            time.sleep(0.1)
 
 
 class Receiver(Listener):

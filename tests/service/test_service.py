@@ -21,6 +21,7 @@ import pytest
 from maskwatch.web.config_store import ConfigStore
 
 from conftest import MODELS, require_data, require_models
+from test_tcp import JsonReceiver
 
 START_TIMEOUT_S = 90
 
@@ -228,38 +229,10 @@ def test_health_says_only_words_and_status_hides_credentials(service_factory) ->
     assert "pa/ss" not in text and "w0rd" not in text and "t0ken" not in text
 
 
-class LineReceiver:
-    """A real TCP alarm receiver: one message per connection, read to the end."""
-
-    def __init__(self) -> None:
-        self.sock = socket.create_server(("127.0.0.1", 0))
-        self.port = self.sock.getsockname()[1]
-        self.messages: list[dict] = []
-        threading.Thread(target=self._serve, daemon=True).start()
-
-    def _serve(self) -> None:
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            with conn:
-                data = b""
-                while chunk := conn.recv(4096):
-                    data += chunk
-                self.messages.append(json.loads(data))
-
-    def wait(self, count: int, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while len(self.messages) < count:
-            assert time.monotonic() < deadline, f"{len(self.messages)} of {count} alarms"
-            time.sleep(0.1)
-
-
 def test_a_new_destination_is_taken_on_reload_without_losing_an_alarm(service_factory) -> None:
     """Outputs are restarted on reload (camera and detection untouched): every alarm reaches
     the old destination exactly once, and the new one from the next alarm on."""
-    first, second = LineReceiver(), LineReceiver()
+    first, second = JsonReceiver(), JsonReceiver()
     tcp = '[[outputs.tcp]]\nhost = "127.0.0.1"\nport = {}\nformat = "json"\n'
     service = service_factory('[source]\nkind = "demo"\n' + tcp.format(first.port))
     service.wait_message("READY=1", START_TIMEOUT_S)

@@ -9,9 +9,6 @@ The screenshot for the README is written to docs/screenshots/settings.png.
 from __future__ import annotations
 
 import base64
-import json
-import socket
-import threading
 import time
 import urllib.request
 from datetime import datetime
@@ -21,6 +18,7 @@ import numpy as np
 import pytest
 
 from conftest import require_models
+from test_tcp import JsonReceiver
 from test_web_browser import (
     CHROMIUM,
     CHROMIUM_ARGS,
@@ -30,28 +28,6 @@ from test_web_browser import (
     _browser,
     _save_small_png,
 )
-
-
-class Listener:
-    """A real TCP alarm receiver: one message per connection, read to the end."""
-
-    def __init__(self) -> None:
-        self.sock = socket.create_server(("127.0.0.1", 0))
-        self.port = self.sock.getsockname()[1]
-        self.messages: list[dict] = []
-        threading.Thread(target=self._serve, daemon=True).start()
-
-    def _serve(self) -> None:
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            with conn:
-                data = b""
-                while chunk := conn.recv(4096):
-                    data += chunk
-                self.messages.append(json.loads(data))
 
 
 @pytest.fixture(scope="module")
@@ -74,7 +50,7 @@ def live_jpeg(service: Service) -> np.ndarray:
 
 def test_settings_page_saves_validates_tests_outputs_draws_zones(service: Service) -> None:
     sync_api = _browser()
-    listener = Listener()
+    listener = JsonReceiver()
     with sync_api.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True,
                                     args=CHROMIUM_ARGS)
