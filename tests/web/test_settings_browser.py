@@ -98,6 +98,23 @@ def test_settings_page_saves_validates_tests_outputs_draws_zones(service: Servic
             assert [m["class"] for m in listener.messages] == ["test"]
             assert listener.messages[0]["event_id"].startswith("test-")
 
+            # A webhook's secret is write-only: saved, never shown, kept by the next save.
+            page.click("#webhook-add")
+            hook = page.locator("#webhook-table tbody tr").last
+            hook.locator('[data-key="url"]').fill("http://127.0.0.1:9/hook")
+            hook.locator('[data-key="secret"]').fill("hmac-key-123")
+            outputs.locator('button[type="submit"]').click()
+            outputs.locator(".saved").filter(has_text="Saved").wait_for()
+            assert 'secret = "hmac-key-123"' in service.config.read_text()
+            page.reload()
+            secret = page.locator('#webhook-table [data-key="secret"]')
+            secret.wait_for()
+            assert secret.input_value() == "" and "keep" in secret.get_attribute("placeholder")
+            assert "hmac-key-123" not in page.content()
+            page.locator('#outputs-form button[type="submit"]').click()
+            page.locator("#outputs-form .saved").filter(has_text="Saved").wait_for()
+            assert 'secret = "hmac-key-123"' in service.config.read_text()
+
             # A privacy zone drawn by clicks is black on the live image.
             page.wait_for_function("document.getElementById('still').naturalWidth > 0")
             canvas = page.locator("#zones")

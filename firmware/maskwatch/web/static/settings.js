@@ -189,36 +189,69 @@ function fillZones() {
 still.addEventListener("load", fillZones);
 window.addEventListener("resize", drawZones);
 
-// ---- outputs: TCP destinations, test alarms
-const tcpBody = document.querySelector("#tcp-table tbody");
-function tcpRow(dest, index) {
-  const input = (key, props) => {
-    const node = el("input", Object.assign({ value: dest[key] ?? "" }, props));
+// ---- outputs: destinations of every kind, test alarms
+const KINDS = {
+  tcp: { title: "TCP", fields: [["host", "text", "192.168.1.20"], ["port", "number", "1818"],
+                                ["format", "text", "json or template"]], fresh: { port: 1818, format: "json" } },
+  webhook: { title: "Webhook", fields: [["url", "text", "https://vms.example/hook"],
+                                        ["secret", "password", "HMAC key"], ["timeout_s", "number", "5"]], fresh: {} },
+  mqtt: { title: "MQTT", fields: [["host", "text", "broker.lan"], ["port", "number", "1883"],
+                                  ["username", "text", ""], ["password", "password", ""],
+                                  ["topic_prefix", "text", "maskwatch"]], fresh: {} },
+  serial: { title: "Serial", fields: [["port", "text", "/dev/ttyUSB0"], ["baudrate", "number", "9600"]], fresh: {} },
+  gpio: { title: "GPIO relay", fields: [["pin", "number", "BCM pin"], ["pulse_s", "number", "1"]], fresh: {} },
+};
+const tables = {};
+function destinationRow(kind, dest, index) {
+  const fields = KINDS[kind].fields;
+  const cells = fields.map(([key, type, hint]) => {
+    const secretSet = type === "password" && dest[key + "_set"];
+    const node = el("input", { type, value: type === "password" ? "" : (dest[key] ?? ""),
+                               placeholder: secretSet ? "set (blank = keep)" : hint });
     node.dataset.key = key;
-    return el("td", {}, node, el("span", { className: "field-error" }));
-  };
-  const row = el("tr", {}, input("host", { placeholder: "192.168.1.20" }),
-    input("port", { type: "number", min: 1, max: 65535 }),
-    input("format", { placeholder: "json or template" }),
-    el("td", {}, el("button", { type: "button", textContent: "Remove", onclick: () => row.remove() })));
-  row.dataset.index = index;
-  row.querySelectorAll(".field-error").forEach((span, i) => {
-    span.dataset.for = `outputs.tcp.${index}.${["host", "port", "format"][i]}`;
+    const error = el("span", { className: "field-error" });
+    error.dataset.for = `outputs.${kind}.${index}.${key}`;
+    return el("td", {}, node, error);
   });
+  const row = el("tr", {}, ...cells);
+  row.append(el("td", {}, el("button", { type: "button", textContent: "Remove", onclick: () => row.remove() })));
   row.extra = dest;
   return row;
 }
-document.getElementById("tcp-add").addEventListener("click", () => {
-  tcpBody.append(tcpRow({ port: 1818, format: "json" }, tcpBody.rows.length));
-});
+function buildDestinations() {
+  const host = document.getElementById("destinations");
+  for (const [kind, spec] of Object.entries(KINDS)) {
+    const body = el("tbody");
+    const table = el("table", { id: kind + "-table" },
+      el("thead", {}, el("tr", {}, ...spec.fields.map(([key]) => el("th", { textContent: key })), el("th"))), body);
+    const add = el("button", { type: "button", id: kind + "-add", textContent: `Add ${spec.title} destination`,
+                               onclick: () => body.append(destinationRow(kind, spec.fresh, body.rows.length)) });
+    host.append(el("h3", { textContent: spec.title }), el("div", { className: "table-wrap" }, table), add);
+    tables[kind] = body;
+  }
+}
+function fillDestinations() {
+  for (const [kind, body] of Object.entries(tables)) {
+    body.replaceChildren(...get("outputs." + kind, []).map((d, i) => destinationRow(kind, d, i)));
+  }
+}
 document.getElementById("outputs-form").addEventListener("submit", async (event) => {
   event.preventDefault();
-  const tcp = [...tcpBody.rows].map((row) => {
-    const dest = Object.assign({}, row.extra);
-    row.querySelectorAll("input").forEach((i) => { dest[i.dataset.key] = numberOr(i); });
-    return dest;
-  });
-  const outputs = Object.assign({}, get("outputs", {}), { tcp });
+  const outputs = Object.assign({}, get("outputs", {}));
+  for (const [kind, body] of Object.entries(tables)) {
+    outputs[kind] = [...body.rows].map((row) => {
+      const dest = Object.assign({}, row.extra);
+      row.querySelectorAll("input").forEach((i) => {
+        const key = i.dataset.key;
+        if (i.type === "password" || (i.type === "number" && i.value === "")) {
+          delete dest[key + "_set"];
+          if (i.value === "") { delete dest[key]; return; }  // blank: keep the secret / the default
+        }
+        dest[key] = numberOr(i);
+      });
+      return dest;
+    });
+  }
   if (await save(event.target, { outputs })) setTimeout(loadTests, 1500);
 });
 async function sendTest(destination, line) {
@@ -280,7 +313,7 @@ async function load() {
     effective = data.effective;
     fillSimpleForms();
     fillGrid();
-    tcpBody.replaceChildren(...get("outputs.tcp", []).map(tcpRow));
+    fillDestinations();
     fillZones();
     await loadTests();
   } catch (err) {
@@ -290,5 +323,6 @@ async function load() {
   }
 }
 buildGrid();
+buildDestinations();
 still.src = "/live.jpg";
 load();
