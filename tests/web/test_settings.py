@@ -141,3 +141,15 @@ def test_settings_need_the_login_and_the_csrf_token(service, config_file) -> Non
     assert logged_in.post("/api/settings/device", json={"name": "x"}).status_code == 400
     assert config_file.read_bytes() == before
     app.extensions["maskwatch"]["hub"].close()
+
+
+def test_without_a_config_file_nothing_is_saved(tmp_path: Path) -> None:
+    set_password(tmp_path / "plain", PASSWORD)
+    plain = FakeService(tmp_path / "plain")
+    app = create_app(plain)
+    client = app.test_client()
+    _login(client)
+    answer = client.get("/api/settings")
+    assert answer.status_code == 409 and "without a config file" in answer.json["error"]
+    app.extensions["maskwatch"]["hub"].close()
+    plain.store.close()

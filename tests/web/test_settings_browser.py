@@ -8,16 +8,13 @@ The screenshot for the README is written to docs/screenshots/settings.png.
 
 from __future__ import annotations
 
-import base64
 import time
-import urllib.request
 from datetime import datetime
 
 import cv2
 import numpy as np
 import pytest
 
-from conftest import require_models
 from test_tcp import JsonReceiver
 from test_web_browser import (
     CHROMIUM,
@@ -27,25 +24,17 @@ from test_web_browser import (
     Service,
     _browser,
     _save_small_png,
+    started_service,
 )
 
 
 @pytest.fixture(scope="module")
 def service(tmp_path_factory):
-    require_models()
-    svc = Service(tmp_path_factory.mktemp("settings"))
-    svc.set_password()
-    svc.start()
-    yield svc
-    svc.stop()
+    yield from started_service(tmp_path_factory.mktemp("settings"))
 
 
 def live_jpeg(service: Service) -> np.ndarray:
-    creds = base64.b64encode(f"admin:{PASSWORD}".encode()).decode()
-    request = urllib.request.Request(service.base + "/live.jpg",
-                                     headers={"Authorization": f"Basic {creds}"})
-    with urllib.request.urlopen(request, timeout=10) as response:
-        return cv2.imdecode(np.frombuffer(response.read(), np.uint8), cv2.IMREAD_GRAYSCALE)
+    return cv2.imdecode(np.frombuffer(service.fetch("/live.jpg"), np.uint8), cv2.IMREAD_GRAYSCALE)
 
 
 def test_settings_page_saves_validates_tests_outputs_draws_zones(service: Service) -> None:

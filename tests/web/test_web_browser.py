@@ -20,6 +20,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 import cv2
@@ -100,12 +101,16 @@ class Service:
     def base(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def api(self, path: str) -> dict:
+    def fetch(self, path: str) -> bytes:
+        """``path`` as the admin (HTTP Basic auth)."""
         creds = base64.b64encode(f"admin:{PASSWORD}".encode()).decode()
         request = urllib.request.Request(self.base + path,
                                          headers={"Authorization": f"Basic {creds}"})
         with urllib.request.urlopen(request, timeout=10) as response:
-            return json.load(response)
+            return response.read()
+
+    def api(self, path: str) -> dict:
+        return json.loads(self.fetch(path))
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
@@ -117,14 +122,21 @@ class Service:
                 self.proc.wait()
 
 
-@pytest.fixture(scope="module")
-def service(tmp_path_factory):
+def started_service(tmp: Path) -> Iterator[Service]:
+    """A running service with the password set, stopped afterwards (for module fixtures)."""
     require_models()
-    svc = Service(tmp_path_factory.mktemp("web"))
+    svc = Service(tmp)
     svc.set_password()
     svc.start()
-    yield svc
-    svc.stop()
+    try:
+        yield svc
+    finally:
+        svc.stop()
+
+
+@pytest.fixture(scope="module")
+def service(tmp_path_factory):
+    yield from started_service(tmp_path_factory.mktemp("web"))
 
 
 # ------------------------------------------------------------------------- three viewers

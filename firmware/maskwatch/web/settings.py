@@ -13,7 +13,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from flask import Flask, Response, jsonify, request
+from flask import Flask, Response, abort, jsonify, request
 
 from maskwatch.config import ConfigError
 from maskwatch.events import OutputError
@@ -34,9 +34,13 @@ def add_settings_routes(app: Flask, service: Any, api_error: ApiError) -> None:
     """Register the /api/settings routes on ``app`` for ``service`` (which needs
     ``config_path`` and ``request_reload`` for saving)."""
 
-    def store() -> ConfigStore | None:
+    def store() -> ConfigStore:
+        """The service's config file; 409 when it runs on the built-in defaults."""
         path = getattr(service, "config_path", None)
-        return ConfigStore(path) if path else None
+        if not path:
+            abort(409, description="the service runs without a config file (--config): "
+                                   "nothing to save to")
+        return ConfigStore(path)
 
     def refused(exc: ConfigError) -> Response:
         problems: dict[str, str] = {}
@@ -52,15 +56,9 @@ def add_settings_routes(app: Flask, service: Any, api_error: ApiError) -> None:
         log.info("settings: [%s] saved from the page", section)
         return jsonify({"saved": section, "applying": reload is not None})
 
-    def no_file() -> Response:
-        return api_error(409, "the service runs without a config file (--config): nothing to "
-                              "save to")
-
     @app.get("/api/settings")
     def api_settings() -> Any:
         st = store()
-        if st is None:
-            return no_file()
         try:
             settings, effective = st.settings(), st.effective()
         except ConfigError as exc:
@@ -77,8 +75,6 @@ def add_settings_routes(app: Flask, service: Any, api_error: ApiError) -> None:
         if not isinstance(values, dict):
             return api_error(400, "send the section's keys as a JSON object")
         st = store()
-        if st is None:
-            return no_file()
         try:
             st.update(section, values)
         except ConfigError as exc:
@@ -113,8 +109,6 @@ def add_settings_routes(app: Flask, service: Any, api_error: ApiError) -> None:
     @app.get("/api/settings/config.toml")
     def api_settings_download() -> Any:
         st = store()
-        if st is None:
-            return no_file()
         try:
             text = st.backup_text()
         except ConfigError as exc:
@@ -130,8 +124,6 @@ def add_settings_routes(app: Flask, service: Any, api_error: ApiError) -> None:
         text = upload.read().decode("utf-8", "replace") if upload else request.get_data(
             as_text=True)
         st = store()
-        if st is None:
-            return no_file()
         try:
             st.restore(text)
         except ConfigError as exc:
