@@ -13,7 +13,7 @@ from maskwatch.web import create_app
 from maskwatch.web.auth import set_password
 from test_web_api import PASSWORD, FakeService, _login
 
-HAND_WRITTEN = f"""\
+HAND_WRITTEN = """\
 # Entrance camera, hall B (set up by hand)
 [device]
 name = "hall-b"   # shown in alarms
@@ -27,7 +27,7 @@ url = "https://vms.example/hook"
 secret = "s3cret-hmac-key"
 
 [storage]
-state_dir = "{{state}}"
+state_dir = "{state}"
 """
 
 

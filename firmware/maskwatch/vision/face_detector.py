@@ -146,13 +146,21 @@ def weighted_nms(
         best = remaining[0]
         ious = box_iou(boxes[best], boxes[remaining])
         group = remaining[ious > iou_threshold]
-        weights = scores[group][:, None]
-        total = float(weights.sum())
-        box = (boxes[group] * weights).sum(axis=0) / total
-        kps = (keypoints[group] * weights[:, :, None]).sum(axis=0) / total
-        results.append((box, float(scores[best]), kps))
+        results.append(blend(boxes[group], scores[group], keypoints[group]))
         remaining = remaining[ious <= iou_threshold]
     return results
+
+
+def blend(
+    boxes: np.ndarray, scores: np.ndarray, keypoints: np.ndarray
+) -> tuple[np.ndarray, float, np.ndarray]:
+    """Detections of one face merged as weighted NMS merges them: box and keypoints averaged
+    by score, the best score kept."""
+    weights = scores[:, None]
+    total = float(weights.sum())
+    box = (boxes * weights).sum(axis=0) / total
+    kps = (keypoints * weights[:, :, None]).sum(axis=0) / total
+    return box, float(scores.max()), kps
 
 
 def box_iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:

@@ -40,7 +40,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from maskwatch.types import Face
-from maskwatch.vision.face_detector import box_iou
+from maskwatch.vision.face_detector import blend, box_iou
 from maskwatch.vision.face_landmarks import FaceLandmarks, Mesh
 
 log = logging.getLogger(__name__)
@@ -120,13 +120,15 @@ def _merged(followed: Face, followed_score: float, detection: Face) -> Face:
     that see one face (weighted NMS): box and keypoints averaged by score, the best score.
     ``followed`` is the previous view's detection moved with the mesh, ``followed_score`` that
     view's own score."""
-    total = followed_score + detection.score
-    if total <= 0:
+    if followed_score + detection.score <= 0:
         return detection
-    a, b = followed_score / total, detection.score / total
-    box = tuple(a * p + b * d for p, d in zip(followed.box, detection.box))
-    keypoints = (a * followed.keypoints + b * detection.keypoints).astype(np.float32)
-    return Face(box, max(followed_score, detection.score), keypoints)  # type: ignore[arg-type]
+    box, score, keypoints = blend(
+        np.array([followed.box, detection.box], np.float64),
+        np.array([followed_score, detection.score], np.float64),
+        np.stack([followed.keypoints, detection.keypoints]).astype(np.float64),
+    )
+    return Face(tuple(float(v) for v in box), score,  # type: ignore[arg-type]
+                keypoints.astype(np.float32))
 
 
 def _centre(face: Face) -> np.ndarray:
