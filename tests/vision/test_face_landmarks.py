@@ -13,7 +13,7 @@ from maskwatch.cli.image_io import read_rgb
 from maskwatch.config import parse_config
 from maskwatch.types import ALARM_LABELS, FaceResult, Label
 from maskwatch.vision.face_analyzer import FaceAnalyzer
-from maskwatch.vision.face_landmarks import NUM_LANDMARKS, FaceLandmarks, MeshRoi
+from maskwatch.vision.face_landmarks import NUM_LANDMARKS, FaceLandmarks, Mesh, MeshRoi
 
 from conftest import MODELS, require_data, require_models
 
@@ -82,6 +82,23 @@ def test_landmarks_lie_on_the_face_in_frame_pixels(analyzer, scenes) -> None:
     assert followed.presence > 0.9
     moved = np.linalg.norm(followed.points[:, :2] - mesh.points[:, :2], axis=1)
     assert np.median(moved) < 0.05 * face.width
+
+
+def test_mesh_keypoints_replace_the_detectors_eyes_and_nose_only_on_a_found_face(
+    analyzer, scenes
+) -> None:
+    image, _ = photo(scenes, 249)
+    face = max(analyzer.find_faces(image), key=lambda f: f.score)
+    mesh = analyzer.landmarks.run(image, [face])[0]
+    placed = mesh.keypoints_of(face)
+    eyes = float(np.linalg.norm(face.keypoints[1] - face.keypoints[0]))
+    moved = np.linalg.norm(placed.keypoints[:3] - face.keypoints[:3], axis=1)
+    # The same eyes and nose tip, measured again: close to the detector's, but not a copy.
+    assert np.all(moved < 0.25 * eyes) and np.any(moved > 0.0)
+    np.testing.assert_array_equal(placed.keypoints[3:], face.keypoints[3:])
+    assert placed.box == face.box
+    lost = Mesh(mesh.points, presence=0.1)
+    assert lost.keypoints_of(face) is face
 
 
 def test_roi_of_landmarks_is_turned_by_their_eye_line() -> None:

@@ -162,7 +162,10 @@ class FaceAnalyzer:
         found: list[Classification] = []
         if todo:
             chosen = np.stack([crops[i] for i in todo])
-            batch = FaceBatch(image, [faces[i] for i in todo], chosen)
+            batch = FaceBatch(
+                image, [faces[i] for i in todo], chosen,
+                [meshes[i].keypoints_of(faces[i]) for i in todo],
+            )
             confirmed = self.opinion.confirm_faces(batch, self.classifier.classify(chosen))
             found = self.opinion.check_wear(batch, confirmed)
         classes = dict(zip(todo, found))

@@ -44,6 +44,9 @@ FACE_FOUND = 0.5
 # Mesh indices of the eyes' outer corners, subject's right then left (image left, right on a
 # frontal face); they set the crop's rotation when following landmarks.
 RIGHT_EYE_OUTER, LEFT_EYE_OUTER = 33, 263
+# Mesh indices of the eyes' inner corners and of the nose tip: with the outer corners they
+# give the detector's first three keypoints (eye centres, nose tip) measured on the mesh.
+RIGHT_EYE_INNER, LEFT_EYE_INNER, NOSE_TIP = 133, 362, 1
 
 
 @dataclass(frozen=True)
@@ -98,6 +101,19 @@ class Mesh:
     def found(self) -> bool:
         """Whether the mesh itself says there is a face (see :data:`FACE_FOUND`)."""
         return self.presence >= FACE_FOUND
+
+    def keypoints_of(self, face: Face) -> Face:
+        """``face`` with its eye and nose keypoints taken from the mesh when the mesh found a
+        face: the detector places them from a 128-192 px view of the whole frame, the mesh from
+        a 192 px view of the face itself, so near and far faces are cut alike."""
+        if not self.found:
+            return face
+        p = self.points[:, :2]
+        keypoints = np.array(face.keypoints, np.float64, copy=True)
+        keypoints[0] = (p[RIGHT_EYE_OUTER] + p[RIGHT_EYE_INNER]) / 2.0
+        keypoints[1] = (p[LEFT_EYE_OUTER] + p[LEFT_EYE_INNER]) / 2.0
+        keypoints[2] = p[NOSE_TIP]
+        return Face(face.box, face.score, keypoints)
 
 
 class FaceLandmarks:
