@@ -27,6 +27,7 @@ class Label(str, Enum):
 
 
 ALARM_LABELS = (Label.NO_MASK, Label.INCORRECT)
+ALARM_NAMES = frozenset(label.value for label in ALARM_LABELS)
 
 
 @dataclass(frozen=True)
@@ -77,6 +78,15 @@ class Classification:
     label: Label
     confidence: float
     probs: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def alarm_probability(self) -> float:
+        """How sure the classifiers are that the face should alarm: no_mask and incorrect
+        together. A face whose nose the wear checks find bare alarms whichever way the mask
+        classifier leaned (its lean only names the alarm), so one rule holds for both."""
+        if not self.probs:
+            return self.confidence if self.label in ALARM_LABELS else 0.0
+        return sum(p for name, p in self.probs.items() if name in ALARM_NAMES)
 
 
 @dataclass(frozen=True)

@@ -178,7 +178,10 @@ class AlarmDecider:
             return track
 
         label = result.classification.label
-        confidence = result.classification.confidence
+        confidence = (
+            result.classification.alarm_probability if label in ALARM_LABELS
+            else result.classification.confidence
+        )
         track.history.append(_Observation(t, label, confidence))
         if label == Label.MASK and confidence >= self.cfg.min_confidence:
             if track.mask_since is None:

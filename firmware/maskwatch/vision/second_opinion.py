@@ -65,15 +65,12 @@ def _verdict(probs: dict[str, float]) -> Classification:
 
 @dataclass(frozen=True)
 class FaceBatch:
-    """The faces of one frame being classified, with the main classifier's crops of them."""
+    """The faces of one frame being classified, with the main classifier's crops of them; each
+    face placed by its mesh where the mesh found one (:meth:`Mesh.aligned`)."""
 
     image: np.ndarray
     faces: list[Face]
     crops: np.ndarray
-    # The same faces with eye and nose keypoints measured on the face mesh, which place the
-    # nose check's patch (None: the detector's keypoints). On wear/ this flagged 0.6-1.2 points
-    # more masks worn below the nose at every size and 1 fewer masked scene face (models/README.md).
-    mesh_faces: list[Face] | None = None
 
     def crops_for(
         self, model: MaskClassifier, main: MaskClassifier, chosen: list[int]
@@ -152,8 +149,7 @@ class SecondOpinion:
 
         def uncovered_of(chosen: list[int]) -> np.ndarray:
             assert nose is not None
-            faces = batch.mesh_faces or batch.faces
-            return nose.uncovered(batch.image, [faces[i] for i in chosen])
+            return nose.uncovered(batch.image, [batch.faces[i] for i in chosen])
 
         def incorrect_of(chosen: list[int]) -> np.ndarray:
             assert wear is not None
