@@ -12,6 +12,10 @@ at most the counts of the last minute, never a stored one. Reads add the counts 
 written, so the page is always current. Retention follows the event log's [storage]
 max_age_days: an hour that ended before it is deleted.
 
+Whoever shows today's figures elsewhere (the MQTT sensor, through the dispatcher) registers with
+``show_with``; it is told when people are counted and after every minute's write, so a new day
+starts at zero there too.
+
 Rows made by the demo-history generator (``compliance_demo``) carry ``demo = 1``, and every
 bucket they are in says so, so a made-up number is never shown as a measured one.
 """
@@ -24,9 +28,9 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable
-from itertools import pairwise
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, tzinfo
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -34,7 +38,7 @@ from zoneinfo import ZoneInfo
 from maskwatch.conditions import device_zone
 from maskwatch.config import Config
 from maskwatch.events.store import EventStoreError
-from maskwatch.types import COMPLIANCE_STATES, PersonState
+from maskwatch.types import COMPLIANCE_STATES, PersonCount, PersonState
 
 log = logging.getLogger(__name__)
 
@@ -114,6 +118,7 @@ class ComplianceStats:
         self.totals: Counter[str] = Counter()  # recorded by this process, for Prometheus
         self._last_flush = clock()
         self._last_prune = -PRUNE_EVERY_S
+        self._show: Callable[[StatsBucket], None] | None = None
         try:
             self._db = sqlite3.connect(path, timeout=BUSY_TIMEOUT_S, isolation_level=None,
                                        check_same_thread=False)
@@ -124,6 +129,22 @@ class ComplianceStats:
             raise EventStoreError(f"cannot keep statistics in {path}: {exc}") from None
 
     # ---------------------------------------------------------------------------- writing
+
+    def show_with(self, show: Callable[[StatsBucket], None] | None) -> None:
+        """``show(today)`` is called when people are counted and after each minute's write."""
+        self._show = show
+
+    def count(self, people: Iterable[PersonCount]) -> None:
+        """The pipeline's counted people, each in the hour it is now; shown if any."""
+        people = list(people)
+        for person in people:
+            self.record(person.state)
+        if people:
+            self._show_today()
+
+    def _show_today(self) -> None:
+        if self._show is not None:
+            self._show(self.today())
 
     def record(self, state: PersonState, utc: float | None = None, demo: bool = False) -> None:
         """One person, counted in the hour of ``utc`` (now when None)."""
@@ -148,6 +169,7 @@ class ComplianceStats:
         if now - self._last_flush < FLUSH_EVERY_S:
             return False
         self.flush()
+        self._show_today()
         return True
 
     def flush(self) -> None:
