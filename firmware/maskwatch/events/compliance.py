@@ -112,7 +112,7 @@ class ComplianceStats:
         self.max_age_days = config.storage.max_age_days
         zone_name = config.schedule.timezone
         self.zone: tzinfo = ZoneInfo(zone_name) if zone_name else device_zone()
-        self._clock = clock
+        self.clock = clock
         self._lock = threading.Lock()
         self._pending: Counter[_Key] = Counter()
         self.totals: Counter[str] = Counter()  # recorded by this process, for Prometheus
@@ -148,7 +148,7 @@ class ComplianceStats:
 
     def record(self, state: PersonState, utc: float | None = None, demo: bool = False) -> None:
         """One person, counted in the hour of ``utc`` (now when None)."""
-        when = self._clock() if utc is None else utc
+        when = self.clock() if utc is None else utc
         with self._lock:
             self._pending[(hour_of(when), state.value, int(demo))] += 1
             if not demo:
@@ -163,7 +163,7 @@ class ComplianceStats:
     def maybe_flush(self) -> bool:
         """Write the counts when the last write is ``FLUSH_EVERY_S`` old (and prune hourly);
         True when it wrote."""
-        now = self._clock()
+        now = self.clock()
         if now - self._last_prune >= PRUNE_EVERY_S:
             self.prune(now)
         if now - self._last_flush < FLUSH_EVERY_S:
@@ -176,7 +176,7 @@ class ComplianceStats:
         """Add the counts kept in memory to the table in one transaction. When the disk
         refuses, they stay in memory and the next flush tries again."""
         with self._lock:
-            self._last_flush = self._clock()
+            self._last_flush = self.clock()
             if not self._pending:
                 return
             rows = [(*key, n) for key, n in self._pending.items()]
@@ -195,7 +195,7 @@ class ComplianceStats:
 
     def prune(self, now: float | None = None) -> int:
         """Delete the hours that ended more than [storage] max_age_days ago; how many rows."""
-        now = self._clock() if now is None else now
+        now = self.clock() if now is None else now
         self._last_prune = now
         cutoff = int(now - self.max_age_days * 86_400)
         with self._lock:
@@ -245,6 +245,10 @@ class ComplianceStats:
             hours[hour] = (counts, was_demo or bool(demo))
         return hours
 
+    def counted_hours(self, start: int, end: int) -> set[int]:
+        """The UTC hours in [start, end) that hold any count."""
+        return set(self._hours(start, end))
+
     def day_start(self, day: date) -> float:
         """The UTC time of ``day``'s local midnight in the configured zone."""
         return datetime(day.year, day.month, day.day, tzinfo=self.zone).timestamp()
@@ -281,5 +285,5 @@ class ComplianceStats:
 
     def today(self) -> StatsBucket:
         """Today (local day in the configured zone) so far, as one bucket."""
-        now = self._clock()
+        now = self.clock()
         return self.buckets(now, now, "day")[0]
