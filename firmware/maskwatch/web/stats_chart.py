@@ -52,8 +52,8 @@ def stacked_bars_svg(
     scale = plot_h / top
     base = TOP + plot_h
     parts = [
-        f'<svg class="chart" data-bucket="{kind}" viewBox="0 0 {WIDTH:g} {HEIGHT:g}" '
-        f'role="img" aria-label="{escape(title)}" xmlns="http://www.w3.org/2000/svg">',
+        (f'<svg class="chart" data-bucket="{kind}" viewBox="0 0 {WIDTH:g} {HEIGHT:g}" '
+         f'role="img" aria-label="{escape(title)}" xmlns="http://www.w3.org/2000/svg">'),
         f"<title>{escape(title)}</title>",
     ]
     for i in range(GRID_LINES + 1):
