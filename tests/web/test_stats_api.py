@@ -138,7 +138,7 @@ def test_page_shows_today_and_two_charts_with_bars(user) -> None:
 
 
 def test_demo_rows_are_labelled_as_demo(user, service) -> None:
-    service.stats.add_hours([(int(local(1, 10)), MASKED, 5)], demo=True)
+    service.stats.add_demo_hours([(int(local(1, 10)), MASKED, 5)])
     html = user.get("/stats").get_data(as_text=True)
     assert "Demo data" in html
     hours = user.get("/api/stats").json["buckets"]

@@ -83,10 +83,6 @@ class StatsBucket:
     demo: bool = False
 
     @property
-    def decided(self) -> int:
-        return sum(self.counts[s.value] for s in COMPLIANCE_STATES)
-
-    @property
     def compliance(self) -> float | None:
         return compliance_percent(self.counts)
 
@@ -115,7 +111,6 @@ class ComplianceStats:
         self.clock = clock
         self._lock = threading.Lock()
         self._pending: Counter[_Key] = Counter()
-        self.totals: Counter[str] = Counter()  # recorded by this process, for Prometheus
         self._last_flush = clock()
         self._last_prune = -PRUNE_EVERY_S
         self._show: Callable[[StatsBucket], None] | None = None
@@ -146,19 +141,18 @@ class ComplianceStats:
         if self._show is not None:
             self._show(self.today())
 
-    def record(self, state: PersonState, utc: float | None = None, demo: bool = False) -> None:
+    def record(self, state: PersonState, utc: float | None = None) -> None:
         """One person, counted in the hour of ``utc`` (now when None)."""
         when = self.clock() if utc is None else utc
         with self._lock:
-            self._pending[(hour_of(when), state.value, int(demo))] += 1
-            if not demo:
-                self.totals[state.value] += 1
+            self._pending[(hour_of(when), state.value, 0)] += 1
 
-    def add_hours(self, rows: Iterable[tuple[int, PersonState, int]], demo: bool) -> None:
-        """Whole hours at once (hour start, state, count): for the demo-history generator."""
+    def add_demo_hours(self, rows: Iterable[tuple[int, PersonState, int]]) -> None:
+        """Made-up counts of whole hours (hour start, state, count), marked as demo: for the
+        demo-history generator only."""
         with self._lock:
             for hour, state, count in rows:
-                self._pending[(hour_of(hour), state.value, int(demo))] += count
+                self._pending[(hour_of(hour), state.value, 1)] += count
 
     def maybe_flush(self) -> bool:
         """Write the counts when the last write is ``FLUSH_EVERY_S`` old (and prune hourly);

@@ -74,8 +74,8 @@ def seed_demo_history(stats: ComplianceStats) -> int:
         states = (PersonState.MASKED, PersonState.UNMASKED, PersonState.INCORRECT,
                   PersonState.UNDECIDED)
         rows += [(hour, state, int(n)) for state, n in zip(states, counts) if n]
-        filled += 1
-    stats.add_hours(rows, demo=True)
+        filled += people > 0
+    stats.add_demo_hours(rows)
     stats.flush()
     if filled:
         log.info("demo source: %d hour(s) of made-up statistics added (marked as demo)", filled)

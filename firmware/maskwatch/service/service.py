@@ -19,6 +19,7 @@ import logging
 import signal
 import threading
 import time
+from collections import Counter
 from datetime import datetime, timezone
 
 from maskwatch.config import EX_CONFIG, Config, ConfigError, load_config
@@ -124,6 +125,7 @@ class Service:
         self.bus = EventBus()
         self.status = ServiceStatus()
         self.slot = LatestFrameSlot()
+        self.people: Counter[str] = Counter()  # counted since the start, for /metrics
         self._stop = threading.Event()
         self._reload = threading.Event()
         self._ready_sent = False
@@ -255,7 +257,8 @@ class Service:
     def _count(self, people: list[PersonCount]) -> None:
         self.stats.count(people)
         if people:
-            self.status.update(people=dict(self.stats.totals))
+            self.people.update(p.state.value for p in people)
+            self.status.update(people=dict(self.people))
 
     def _publish(self, outcome: FrameOutcome) -> None:
         self.status.frame_processed(len(outcome.faces))

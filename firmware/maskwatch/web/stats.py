@@ -22,7 +22,7 @@ from typing import Any
 
 from flask import Flask, Response, abort, jsonify, render_template
 
-from maskwatch.events import BUCKETS, StatsBucket
+from maskwatch.events import BUCKETS, EventStoreError, StatsBucket
 from maskwatch.types import PersonState
 from maskwatch.web.stats_chart import stacked_bars_svg
 
@@ -50,6 +50,12 @@ def add_stats_routes(
         if found is None:
             abort(503, description="the statistics are not available (no event log)")
         return found
+
+    @app.errorhandler(EventStoreError)
+    def _unreadable(exc: EventStoreError) -> Any:
+        """The event database cannot be read (being reopened after a settings change, or
+        damaged): 503 with the reason, never a 500 (for every route of the app)."""
+        return jsonify({"error": str(exc), "status": 503}), 503
 
     def moment(name: str, text: str, st: Any) -> float:
         if _DATE.fullmatch(text.strip()):
