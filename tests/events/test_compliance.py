@@ -193,3 +193,14 @@ def test_unknown_bucket_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="hour, day"):
         stats.buckets(NOON, NOON, "week")
     close(store, stats)
+
+
+def test_a_new_time_zone_applies_at_once(tmp_path: Path) -> None:
+    config, clock = make_config(tmp_path, "UTC"), Clock(NOON)
+    store, stats = open_stats(config, clock)
+    stats.record(MASKED, utc=datetime(2024, 5, 1, 23, 30, tzinfo=timezone.utc).timestamp())
+    assert day_counts(stats, NOON) == {"masked": 1}
+    stats.adopt(make_config(tmp_path, "Asia/Tokyo"))  # 08:30 on 2 May there
+    assert day_counts(stats, NOON) == {}
+    assert day_counts(stats, NOON + 86_400) == {"masked": 1}
+    close(store, stats)

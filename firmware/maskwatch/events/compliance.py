@@ -105,10 +105,8 @@ class ComplianceStats:
 
     def __init__(self, config: Config, path: Path, clock: Callable[[], float] = time.time) -> None:
         self.path = path
-        self.max_age_days = config.storage.max_age_days
-        zone_name = config.schedule.timezone
-        self.zone: tzinfo = ZoneInfo(zone_name) if zone_name else device_zone()
         self.clock = clock
+        self.adopt(config)
         self._lock = threading.Lock()
         self._pending: Counter[_Key] = Counter()
         self._last_flush = clock()
@@ -122,6 +120,13 @@ class ComplianceStats:
             self._db.execute(_SCHEMA)
         except sqlite3.Error as exc:
             raise EventStoreError(f"cannot keep statistics in {path}: {exc}") from None
+
+    def adopt(self, config: Config) -> None:
+        """Take the time zone ([schedule] timezone, else the device's) and the retention of
+        ``config``: a zone changed on the settings page applies at once."""
+        zone_name = config.schedule.timezone
+        self.zone: tzinfo = ZoneInfo(zone_name) if zone_name else device_zone()
+        self.max_age_days = config.storage.max_age_days
 
     # ---------------------------------------------------------------------------- writing
 

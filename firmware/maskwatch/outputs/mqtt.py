@@ -200,7 +200,7 @@ class MqttOutput(Output):
                 "name": name,
                 "unique_id": f"maskwatch_{self.slug}_{state}_today",
                 "unit_of_measurement": "people",
-                "state_class": "total",
+                "state_class": "total_increasing",  # back to 0 at midnight: a reset
                 "value_template": f"{{{{ value_json.{state} }}}}",
                 **compliance,
             }

@@ -323,6 +323,8 @@ class Service:
             self.capture = self._start_capture(new)
         if new.outputs != self.config.outputs or new.storage != self.config.storage:
             new = self._restart_outputs(new)
+        else:
+            self.stats.adopt(new)
         if new.web != self.config.web:
             log.warning("[web] changed: takes effect at the next restart "
                         "(systemctl restart maskwatch)")
