@@ -180,11 +180,12 @@ class AlarmDecider:
     def _end(self, ended_tracks: Iterable[int]) -> None:
         for track_id in ended_tracks:
             track = self._tracks.pop(track_id, None)
-            if track is not None:
-                self.counter.ended(track_id, track.box, track.last_t, self._verdict(track))
-            if track is not None and track.alarmed:
+            if track is None:
+                continue
+            self.counter.ended(track_id, track.box, track.last_t, self._verdict(track))
+            if track.alarmed:
                 self._gone.append(_Gone(track.box, track.last_t))
-            if track is not None and track.static:
+            if track.static:
                 # A passer-by hiding the poster ends its track; the poster is still there.
                 self._static_places = [*self._static_places[-MAX_STATIC_PLACES + 1:], track.box]
 
