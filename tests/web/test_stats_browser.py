@@ -3,7 +3,8 @@ scene: the demo's unmasked person is really counted by the pipeline, the made-up
 demo source fills the 30-day chart (and says so), the bars are there on a desktop and on a
 phone, and today's counts survive a restart of the service.
 
-The screenshot for the README is written to docs/screenshots/stats.png.
+The screenshots for the README are written to docs/screenshots/stats.png and
+stats-phone.png.
 """
 
 from __future__ import annotations
@@ -93,11 +94,17 @@ def test_statistics_page_shows_the_bars_after_a_demo_run(service: Service) -> No
             for chart in mobile.locator("svg.chart").all():
                 box = chart.bounding_box()
                 assert 300 <= box["width"] <= 390 and box["height"] >= 140, box
+            # Axis labels stay legible at phone width (a line of about 10 px type or more).
+            label = mobile.locator("svg.chart text.axis").first.bounding_box()
+            assert label["height"] >= 11, label
+            _save_small_png(mobile.screenshot(full_page=True), SCREENSHOTS / "stats-phone.png",
+                            max_width=390)
             phone.close()
             assert errors == [], errors
         finally:
             browser.close()
-    assert (SCREENSHOTS / "stats.png").stat().st_size < 1_500_000
+    for name in ("stats.png", "stats-phone.png"):
+        assert (SCREENSHOTS / name).stat().st_size < 1_500_000
 
 
 def test_counts_survive_a_restart_of_the_service(service: Service) -> None:

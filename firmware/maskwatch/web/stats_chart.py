@@ -16,8 +16,10 @@ from html import escape
 
 from maskwatch.events import StatsBucket
 
-WIDTH, HEIGHT = 480.0, 230.0
-LEFT, RIGHT, TOP, BOTTOM = 34.0, 36.0, 12.0, 26.0
+# Phone first: 360 units across fill a phone's card at about 1 CSS px per unit, so the 12-unit
+# labels read at 11-12 px there and larger on a desktop.
+WIDTH, HEIGHT = 360.0, 210.0
+LEFT, RIGHT, TOP, BOTTOM = 34.0, 42.0, 12.0, 26.0
 STACK = ("masked", "incorrect", "unmasked", "undecided")
 GRID_LINES = 4
 
