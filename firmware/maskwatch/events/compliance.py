@@ -4,7 +4,8 @@ incorrectly (and, apart, undecided and static faces), per hour, in the event dat
 Counts are kept per UTC hour and state in their own table of ``events.db``. A UTC hour maps to
 exactly one local hour in every zone with whole-hour offsets, so hour buckets need no zone; days
 are made from the hours whose start falls on that local date of the configured zone
-([schedule] timezone, else the device's), so a daylight-saving day has 23 or 25 hours.
+([schedule] timezone, else the device's), so a daylight-saving day has 23 or 25 hours. (In the
+few zones with half-hour offsets an hour bucket shows as 05:30-06:30 local time.)
 
 Counting happens in memory and is written at least every ``FLUSH_EVERY_S`` (and on ``close``),
 as one transaction that adds the new counts to the stored ones: a kill -9 or a power cut loses

@@ -22,7 +22,7 @@ from typing import Any
 
 from flask import Flask, Response, abort, jsonify, render_template
 
-from maskwatch.events import BUCKETS, EventStoreError, StatsBucket
+from maskwatch.events import BUCKETS, ComplianceStats, EventStoreError, StatsBucket
 from maskwatch.types import PersonState
 from maskwatch.web.stats_chart import stacked_bars_svg
 
@@ -45,7 +45,7 @@ def add_stats_routes(
     """Register the statistics routes; ``params``, ``parse_time_ms`` and ``param_error`` are
     the app's strict query-parameter helpers, so bad input answers 400 like everywhere."""
 
-    def stats() -> Any:
+    def stats() -> ComplianceStats:
         found = getattr(service, "stats", None)
         if found is None:
             abort(503, description="the statistics are not available (no event log)")
@@ -57,7 +57,7 @@ def add_stats_routes(
         damaged): 503 with the reason, never a 500 (for every route of the app)."""
         return jsonify({"error": str(exc), "status": 503}), 503
 
-    def moment(name: str, text: str, st: Any) -> float:
+    def moment(name: str, text: str, st: ComplianceStats) -> float:
         if _DATE.fullmatch(text.strip()):
             try:
                 day = date.fromisoformat(text.strip())
@@ -66,7 +66,7 @@ def add_stats_routes(
             return st.day_start(day)
         return parse_time_ms(name, text) / 1000
 
-    def query() -> tuple[Any, str, float, float]:
+    def query() -> tuple[ComplianceStats, str, float, float]:
         args = params(PARAMS)
         bucket = args.get("bucket", "hour")
         if bucket not in BUCKETS:
