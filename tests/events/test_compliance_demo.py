@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import date, datetime
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 from test_compliance import Clock, close, make_config, open_stats
 
@@ -14,11 +15,14 @@ from maskwatch.types import PersonState
 ZONE = "Europe/Berlin"
 
 
+def local(day: int, hour: int, minute: int) -> float:
+    return datetime(2024, 5, day, hour, minute, tzinfo=ZoneInfo(ZONE)).timestamp()
+
+
 def test_a_month_of_labelled_demo_hours_around_the_measured_ones(tmp_path: Path) -> None:
     config = make_config(tmp_path, ZONE)
-    store, stats = open_stats(config, Clock(0))
-    stats.clock = Clock(datetime(2024, 5, 8, 15, 20, tzinfo=stats.zone).timestamp())
-    measured_at = datetime(2024, 5, 8, 11, 5, tzinfo=stats.zone).timestamp()
+    store, stats = open_stats(config, Clock(local(8, 15, 20)))  # Wednesday 8 May, 15:20
+    measured_at = local(8, 11, 5)
     stats.record(PersonState.UNMASKED, utc=measured_at)
     assert seed_demo_history(stats) > 200
     assert seed_demo_history(stats) == 0  # every open hour is taken now
