@@ -30,6 +30,31 @@ ALARM_LABELS = (Label.NO_MASK, Label.INCORRECT)
 ALARM_NAMES = frozenset(label.value for label in ALARM_LABELS)
 
 
+class PersonState(str, Enum):
+    """How one person passed, for the compliance statistics (F29). ``undecided`` is a person
+    seen long enough but never clearly classified; ``static`` a face that never moved (a
+    poster or a screen). Compliance counts only the first three."""
+
+    MASKED = "masked"
+    UNMASKED = "unmasked"
+    INCORRECT = "incorrect"
+    UNDECIDED = "undecided"
+    STATIC = "static"
+
+
+COMPLIANCE_STATES = (PersonState.MASKED, PersonState.UNMASKED, PersonState.INCORRECT)
+
+
+@dataclass(frozen=True)
+class PersonCount:
+    """One person counted once with their decided state; ``t`` is the video time of the
+    decision (an alarm-worthy one at once, any other when the person is gone for good)."""
+
+    t: float
+    track_id: int
+    state: PersonState
+
+
 @dataclass(frozen=True)
 class Frame:
     """One image with the time it was taken; ``t`` is video/sensor time in seconds, so the
