@@ -13,7 +13,8 @@ face-score floor and the presence floor are then chosen on the two validation ha
 on the held-out halves, for the chosen and for the configured thresholds. wear/ figures:
 incorrectly worn photos whose largest face is flagged incorrect on the device
 (``incorrect_to_incorrect``) and correctly worn ones called mask (``correct_to_mask``); no
-face found counts as wrong.
+face found counts as wrong; ``other_boxes_per_photo``: further detections per photo (each
+photo holds one face, so each is a box that is not a face).
 
 Matching differs from scripts/score_scenes.py (IoU >= 0.4): a detection belongs to a labelled
 face when at least 70 % of the smaller of the two boxes lies inside the other, one detection
@@ -287,7 +288,10 @@ def detect_wear(data: Path, analyzer: FaceAnalyzer) -> dict[str, dict | None]:
     for size, key, path in wear_photos(data):
         image = cv2.resize(read_rgb(path), (size, size), interpolation=cv2.INTER_LINEAR)
         results = analyzer.analyze(image, classify_gated=True)
-        found[key] = face_json(max(results, key=lambda r: r.face.width)) if results else None
+        found[key] = {
+            **face_json(max(results, key=lambda r: r.face.width)),
+            "other_boxes": len(results) - 1,
+        } if results else None
     return found
 
 
@@ -303,6 +307,10 @@ def wear_score(wear: dict[str, dict | None], th: Thresholds | None, which: str) 
             right = sum(wear[k] is not None and device_label(wear[k], th) == truth for k in keys)
             row[f"{folder}_photos"] = len(keys)
             row[f"{folder}_to_{truth}"] = round(right / len(keys), 4) if keys else None
+        found = [wear[k] for k in chosen if k.startswith(f"{size}/") and wear[k] is not None]
+        row["other_boxes_per_photo"] = (
+            round(statistics.mean(f.get("other_boxes", 0) for f in found), 3) if found else None
+        )
         rows.append(row)
     return rows
 

@@ -19,7 +19,10 @@ from maskwatch.vision.face_detector import (
     plan_views,
     ssd_anchors,
     weighted_nms,
+    without_parts,
 )
+
+from conftest import require_data
 
 FRAME_W, FRAME_H = 1280, 720
 INPUT = 192  # full-range BlazeFace input size
@@ -385,3 +388,29 @@ def test_black_and_noise_frames_have_no_faces(detector: FaceDetector) -> None:
     noise = np.random.default_rng(0).integers(0, 256, (FRAME_H, FRAME_W, 3), dtype=np.uint8)
     assert detector.detect(noise) == []
     assert detector.detect(grey_canvas()) == []
+
+
+def test_parts_of_a_larger_face_are_dropped_and_neighbours_kept() -> None:
+    def face(box: tuple[float, float, float, float]) -> Face:
+        return Face(box, 0.5, np.zeros((6, 2)))
+
+    big, eye, neighbour = face((100, 100, 500, 500)), face((90, 150, 190, 250)), face(
+        (450, 120, 570, 240)
+    )
+    # The eye lies 90 % inside the big face; the neighbour only 42 %: a face beside it.
+    assert without_parts([big, eye, neighbour]) == [big, neighbour]
+    # Two boxes of about one size are not a face and its part, however they overlap.
+    guess = face((90, 90, 480, 480))
+    assert without_parts([big, guess]) == [big, guess]
+
+
+def test_a_face_filling_the_frame_is_one_box() -> None:
+    """A wear/ photo enlarged to 1024 px, as a face right in front of the camera, at the
+    device's face threshold: the tiles see its eyes, mouth and mask edge as small faces
+    (four of them before), which lie inside the whole face."""
+    folder = require_data("wear", "incorrect")
+    detector = FaceDetector(MODELS, min_face=40, score_threshold=0.15)
+    small = cv2.cvtColor(cv2.imread(str(folder / "maskedfacenet_06043.jpg")), cv2.COLOR_BGR2RGB)
+    faces = detector.detect(cv2.resize(small, (1024, 1024)))
+    assert len(faces) == 1
+    assert faces[0].width > 600
