@@ -11,7 +11,8 @@ import pytest
 from maskwatch.config import load_config
 from maskwatch.web import create_app
 from maskwatch.web.auth import set_password
-from test_web_api import PASSWORD, FakeService, _login
+
+from test_web_api import PASSWORD, FakeService, _login, logged_in
 
 HAND_WRITTEN = """\
 # Entrance camera, hall B (set up by hand)
@@ -58,11 +59,8 @@ def service(tmp_path: Path, config_file: Path):
 
 @pytest.fixture
 def client(service):
-    app = create_app(service)
-    client = app.test_client()
-    assert _login(client).status_code == 303
-    yield client
-    app.extensions["maskwatch"]["hub"].close()
+    with logged_in(service) as client:
+        yield client
 
 
 def csrf(client) -> dict[str, str]:
@@ -135,10 +133,10 @@ def test_settings_need_the_login_and_the_csrf_token(service, config_file) -> Non
     app = create_app(service)
     anonymous = app.test_client()
     assert anonymous.get("/api/settings").status_code == 401
-    logged_in = app.test_client()
-    _login(logged_in)
+    user = app.test_client()
+    _login(user)
     before = config_file.read_bytes()
-    assert logged_in.post("/api/settings/device", json={"name": "x"}).status_code == 400
+    assert user.post("/api/settings/device", json={"name": "x"}).status_code == 400
     assert config_file.read_bytes() == before
     app.extensions["maskwatch"]["hub"].close()
 
@@ -146,10 +144,7 @@ def test_settings_need_the_login_and_the_csrf_token(service, config_file) -> Non
 def test_without_a_config_file_nothing_is_saved(tmp_path: Path) -> None:
     set_password(tmp_path / "plain", PASSWORD)
     plain = FakeService(tmp_path / "plain")
-    app = create_app(plain)
-    client = app.test_client()
-    _login(client)
-    answer = client.get("/api/settings")
+    with logged_in(plain) as client:
+        answer = client.get("/api/settings")
     assert answer.status_code == 409 and "without a config file" in answer.json["error"]
-    app.extensions["maskwatch"]["hub"].close()
     plain.store.close()

@@ -11,13 +11,13 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
-from test_web_api import PASSWORD, FakeService, _login
 
 from maskwatch.config import parse_config
 from maskwatch.events.compliance import ComplianceStats
 from maskwatch.types import PersonState
-from maskwatch.web import create_app
 from maskwatch.web.auth import set_password
+
+from test_web_api import PASSWORD, FakeService, logged_in
 
 ZONE = "Europe/Berlin"
 MASKED, UNMASKED, INCORRECT = PersonState.MASKED, PersonState.UNMASKED, PersonState.INCORRECT
@@ -54,11 +54,8 @@ def service(tmp_path):
 
 @pytest.fixture
 def user(service):
-    app = create_app(service)
-    client = app.test_client()
-    assert _login(client).status_code == 303
-    yield client
-    app.extensions["maskwatch"]["hub"].close()
+    with logged_in(service) as client:
+        yield client
 
 
 def test_today_by_hour_in_the_configured_zone(user) -> None:
@@ -163,11 +160,8 @@ def test_without_statistics_the_routes_answer_503(tmp_path) -> None:
     svc = FakeService(tmp_path)
     svc.stats.close()
     svc.stats = None
-    app = create_app(svc)
-    client = app.test_client()
-    _login(client)
-    for path in ("/stats", "/api/stats", "/api/stats.csv"):
-        assert client.get(path).status_code == 503
-    assert client.get("/metrics").status_code == 200
-    app.extensions["maskwatch"]["hub"].close()
+    with logged_in(svc) as client:
+        for path in ("/stats", "/api/stats", "/api/stats.csv"):
+            assert client.get(path).status_code == 503
+        assert client.get("/metrics").status_code == 200
     svc.store.close()

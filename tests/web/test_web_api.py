@@ -15,6 +15,8 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from types import SimpleNamespace
@@ -23,6 +25,7 @@ from urllib.parse import quote
 import numpy as np
 import pytest
 import simplejpeg
+from flask.testing import FlaskClient
 from prometheus_client.parser import text_string_to_metric_families
 
 from maskwatch.config import Config, ConfigError, StorageConfig, WebConfig, parse_config
@@ -137,6 +140,19 @@ def user(app):
     client = app.test_client()
     assert _login(client).status_code == 303
     return client
+
+
+@contextmanager
+def logged_in(service) -> Iterator[FlaskClient]:
+    """A test client of a new app on ``service``, logged in; the app's frame hub is closed
+    after."""
+    app = create_app(service)
+    client = app.test_client()
+    assert _login(client).status_code == 303
+    try:
+        yield client
+    finally:
+        app.extensions["maskwatch"]["hub"].close()
 
 
 def _get_routes(app) -> list[str]:
