@@ -28,6 +28,10 @@ secret = "s3cret-hmac-key"
 
 [storage]
 state_dir = "{state}"
+
+[stream]
+user = "nvr"
+password = "rtsp-pa55word"
 """
 
 
@@ -104,6 +108,9 @@ def test_secrets_are_write_only(client, config_file) -> None:
     hook = shown.json["settings"]["outputs"]["webhook"][0]
     assert hook["secret"] == "" and hook["secret_set"] is True
     assert "s3cret" not in shown.get_data(as_text=True)
+    stream = shown.json["settings"]["stream"]
+    assert stream["password"] == "" and stream["password_set"] is True
+    assert "rtsp-pa55" not in shown.get_data(as_text=True)
     # the page sends the destination back as shown: the secret stays as it was
     response = client.post("/api/settings/outputs", json={"webhook": [dict(hook, timeout_s=3)]},
                            headers=csrf(client))
@@ -112,6 +119,7 @@ def test_secrets_are_write_only(client, config_file) -> None:
     assert saved.secret == "s3cret-hmac-key" and saved.timeout_s == 3
     backup = client.get("/api/settings/config.toml")
     assert "s3cret" not in backup.get_data(as_text=True)
+    assert "rtsp-pa55" not in backup.get_data(as_text=True)
     assert "# Entrance camera, hall B" in backup.get_data(as_text=True)
 
 
@@ -123,6 +131,7 @@ def test_a_backup_restores_and_a_bad_upload_changes_nothing(client, config_file)
     assert restored.status_code == 200, restored.json
     config = load_config(config_file)
     assert config.device.name == "hall-b" and config.outputs.webhook[0].secret == "s3cret-hmac-key"
+    assert config.stream.password == "rtsp-pa55word"
     before = config_file.read_bytes()
     for bad in ("", "[detector]\nmin_face = -1\n", "not = [toml"):
         answer = client.post("/api/settings/config.toml", data=bad.encode(),
