@@ -1,0 +1,47 @@
+"""What the stream tests share: skips with a reason when the RTSP stack or the client is not
+installed, and gst-discoverer-1.0 (GStreamer's own media prober) as the real RTSP client."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+
+import pytest
+
+DISCOVER_TIMEOUT_S = 20
+
+
+def require_stream_stack() -> None:
+    """Skip unless PyGObject, the RTSP server typelib, x264enc and gst-discoverer exist (the
+    test setup installs them: scripts/setup.sh test)."""
+    from maskwatch.stream import StreamUnavailable
+    from maskwatch.stream.gst_stack import load_rtsp_stack
+
+    try:
+        stack = load_rtsp_stack()
+    except StreamUnavailable as exc:
+        pytest.skip(f"RTSP stack missing: {exc}")
+    if stack.Gst.ElementFactory.find("x264enc") is None:
+        pytest.skip("x264enc missing: apt install gstreamer1.0-plugins-ugly")
+    if shutil.which("gst-discoverer-1.0") is None:
+        pytest.skip("gst-discoverer-1.0 missing: apt install gstreamer1.0-plugins-base-apps")
+
+
+def discover(url: str) -> str:
+    """gst-discoverer-1.0's report on ``url`` (it plays the stream until it knows the
+    format, so a report with the size means real H.264 frames arrived)."""
+    result = subprocess.run(
+        ["gst-discoverer-1.0", "-t", str(DISCOVER_TIMEOUT_S), url],
+        capture_output=True, text=True, timeout=DISCOVER_TIMEOUT_S + 10,
+    )
+    return result.stdout + result.stderr
+
+
+def video_size(report: str) -> tuple[int, int] | None:
+    """(width, height) of the H.264 video a discoverer report describes, else None."""
+    if "H.264" not in report:
+        return None
+    fields = dict(
+        line.strip().split(": ", 1) for line in report.splitlines() if ": " in line
+    )
+    return int(fields["Width"]), int(fields["Height"])
