@@ -3,6 +3,7 @@ installed, and gst-discoverer-1.0 (GStreamer's own media prober) as the real RTS
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 
@@ -29,10 +30,12 @@ def require_stream_stack() -> None:
 
 def discover(url: str) -> str:
     """gst-discoverer-1.0's report on ``url`` (it plays the stream until it knows the
-    format, so a report with the size means real H.264 frames arrived)."""
+    format, so a report with the size means real H.264 frames arrived). GStreamer's
+    warnings are part of it, so a failed assertion shows why."""
     result = subprocess.run(
         ["gst-discoverer-1.0", "-t", str(DISCOVER_TIMEOUT_S), url],
         capture_output=True, text=True, timeout=DISCOVER_TIMEOUT_S + 10,
+        env=dict(os.environ, GST_DEBUG="*:2"),
     )
     return result.stdout + result.stderr
 

@@ -24,8 +24,8 @@ class MountFeed:
         self.path = path
         self._gst = gst
         self._lock = threading.Lock()
-        self._sources: list[Any] = []
-        self._sizes: dict[int, tuple[int, int]] = {}
+        # Each prepared media's appsrc with the frame size its caps announce (None: none yet).
+        self._sources: dict[Any, tuple[int, int] | None] = {}
         self.frames_pushed = 0
 
     @property
@@ -36,15 +36,13 @@ class MountFeed:
 
     def attach(self, appsrc: Any) -> None:
         with self._lock:
-            self._sources.append(appsrc)
+            self._sources[appsrc] = None
         log.info("stream %s: encoding started", self.path)
 
     def detach(self, appsrc: Any) -> None:
         with self._lock:
-            if appsrc not in self._sources:
+            if self._sources.pop(appsrc, False) is False:
                 return
-            self._sources.remove(appsrc)
-            self._sizes.pop(id(appsrc), None)
             left = len(self._sources)
         if not left:
             log.info("stream %s: no client, encoding stopped", self.path)
@@ -52,17 +50,19 @@ class MountFeed:
     def push(self, image: np.ndarray) -> None:
         """``image`` (H x W x 3 RGB uint8) to every prepared media of the mount."""
         with self._lock:
-            sources = list(self._sources)
+            sources = list(self._sources.items())
         if not sources:
             return
         height, width = image.shape[:2]
         buffer = self._gst.Buffer.new_wrapped(np.ascontiguousarray(image).tobytes())
-        for appsrc in sources:
-            if self._sizes.get(id(appsrc)) != (width, height):
+        for appsrc, size in sources:
+            if size != (width, height):
                 # The first frame, or the camera changed its size (a reload): the scaler
                 # behind keeps the stream's own size.
                 appsrc.set_property("caps", self._gst.Caps.from_string(
                     f"video/x-raw,format=RGB,width={width},height={height},framerate=0/1"))
-                self._sizes[id(appsrc)] = (width, height)
+                with self._lock:
+                    if appsrc in self._sources:
+                        self._sources[appsrc] = (width, height)
             appsrc.emit("push-buffer", buffer)
         self.frames_pushed += 1

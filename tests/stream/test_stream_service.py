@@ -1,0 +1,92 @@
+"""The stream of the running service (`maskwatch run` on a looping video): what a recorder
+gets with and without the login, and that a recorder that stops reading holds up neither
+detection nor another recorder."""
+
+from __future__ import annotations
+
+import json
+import time
+
+from conftest import require_data
+from rtsp_client import RtspTcpClient, unsent_bytes
+from stream_helpers import discover, require_stream_stack, video_size
+from test_service import START_TIMEOUT_S, get, service_factory, set_password, web_url
+
+__all__ = ["service_factory"]  # the fixture, used by name below
+
+WAIT_S = 60.0
+PAGE_PASSWORD = "correct horse"
+
+
+def video_service(service_factory, stream_toml: str):
+    require_stream_stack()
+    video = require_data("videos", "gituatu_nomask.mp4")
+    service = service_factory(
+        f'[source]\nkind = "file"\npath = "{video}"\nloop = true\n'
+        f'[stream]\nenabled = true\nbind = "127.0.0.1"\nport = 0\n{stream_toml}')
+    service.wait_message("READY=1", START_TIMEOUT_S)
+    return service
+
+
+def stream_port(service) -> int:
+    line = service.wait_line("stream: rtsp on 127.0.0.1:", 30)
+    return int(line.split("stream: rtsp on 127.0.0.1:", 1)[1].split(",", 1)[0])
+
+
+def status(service) -> dict:
+    code, data = get(web_url(service) + "/api/status", auth=PAGE_PASSWORD)
+    assert code == 200, data
+    return data
+
+
+def test_recorders_get_h264_at_the_configured_size_with_the_login_only(service_factory):
+    service = video_service(
+        service_factory, 'width = 640\nheight = 360\nuser = "nvr"\npassword = "rtsp-pa55word"\n')
+    port = stream_port(service)
+    for mount in ("/live", "/boxes"):
+        report = discover(f"rtsp://nvr:rtsp-pa55word@127.0.0.1:{port}{mount}")
+        assert video_size(report) == (640, 360), report
+    for refused in (f"rtsp://127.0.0.1:{port}/live", f"rtsp://nvr:guess@127.0.0.1:{port}/live"):
+        report = discover(refused)
+        assert video_size(report) is None and "Unauthorized" in report, report
+
+    set_password(service, PAGE_PASSWORD)
+    shown = status(service)["stream"]
+    assert shown["running"] and shown["port"] == port and shown["user"] == "nvr"
+    assert shown["auth"] == "digest" and shown["mounts"] == ["/live", "/boxes"]
+    assert shown["clients_served"] >= 4
+    everything = json.dumps(shown) + "\n".join(service.lines)
+    assert "rtsp-pa55word" not in everything
+
+
+def test_a_recorder_that_stops_reading_stalls_neither_detection_nor_another(service_factory):
+    service = video_service(service_factory, "width = 640\nheight = 360\nbitrate_kbps = 8000\n")
+    port = stream_port(service)
+    set_password(service, PAGE_PASSWORD)
+
+    # A recorder that plays and then never reads: a tiny receive window, so the device's
+    # socket fills up with what it cannot send, and stays full.
+    hung = RtspTcpClient("127.0.0.1", port, "/live", receive_buffer=4096)
+    hung.play()
+    deadline = time.monotonic() + WAIT_S
+    previous = -1
+    while True:
+        queued = unsent_bytes(port, hung.local_port)
+        if queued > 100_000 and queued == previous:
+            break
+        assert time.monotonic() < deadline, f"the hung client's queue never filled ({queued})"
+        previous = queued
+        time.sleep(1.0)
+
+    processed = status(service)["frames_processed"]
+    reader = RtspTcpClient("127.0.0.1", port, "/live")
+    reader.play()
+    assert reader.count_frames(45, WAIT_S) == 45  # 3 s of video, within a minute
+    deadline = time.monotonic() + WAIT_S
+    while status(service)["frames_processed"] < processed + 45:
+        assert time.monotonic() < deadline, "detection stalled"
+        time.sleep(0.5)
+    assert unsent_bytes(port, hung.local_port) > 100_000  # still connected, still not reading
+    assert status(service)["stream"]["clients"] == 2
+    reader.close()
+    hung.close()
