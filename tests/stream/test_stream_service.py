@@ -5,6 +5,7 @@ detection nor another recorder."""
 from __future__ import annotations
 
 import json
+import signal
 import time
 
 from conftest import require_data
@@ -28,8 +29,8 @@ def video_service(service_factory, stream_toml: str):
     return service
 
 
-def stream_port(service) -> int:
-    line = service.wait_line("stream: rtsp on 127.0.0.1:", 30)
+def stream_port(service, after: int = 0) -> int:
+    line = service.wait_line("stream: rtsp on 127.0.0.1:", 30, after=after)
     return int(line.split("stream: rtsp on 127.0.0.1:", 1)[1].split(",", 1)[0])
 
 
@@ -57,6 +58,15 @@ def test_recorders_get_h264_at_the_configured_size_with_the_login_only(service_f
     assert shown["clients_served"] >= 4
     everything = json.dumps(shown) + "\n".join(service.lines)
     assert "rtsp-pa55word" not in everything
+
+    # A new password on reload: the stream restarts with it, detection untouched.
+    service.config.write_text(service.config.read_text().replace("rtsp-pa55word", "n3w-pa55"))
+    mark = len(service.lines)
+    service.proc.send_signal(signal.SIGHUP)
+    service.wait_line("config reloaded", 30, after=mark)
+    port = stream_port(service, after=mark)
+    assert video_size(discover(f"rtsp://nvr:n3w-pa55@127.0.0.1:{port}/live")) == (640, 360)
+    assert "Unauthorized" in discover(f"rtsp://nvr:rtsp-pa55word@127.0.0.1:{port}/live")
 
 
 def test_a_recorder_that_stops_reading_stalls_neither_detection_nor_another(service_factory):
@@ -88,5 +98,9 @@ def test_a_recorder_that_stops_reading_stalls_neither_detection_nor_another(serv
         time.sleep(0.5)
     assert unsent_bytes(port, hung.local_port) > 100_000  # still connected, still not reading
     assert status(service)["stream"]["clients"] == 2
+
+    # The service stops in time with both still connected, the hung one included.
+    service.proc.send_signal(signal.SIGTERM)
+    assert service.proc.wait(10) == 0
     reader.close()
     hung.close()
