@@ -697,6 +697,8 @@ class StreamConfig(Section):
     bitrate_kbps: int = Field(2000, ge=100, le=50000)
     encoder: Literal["auto", "x264enc", "v4l2h264enc", "nvv4l2h264enc"] = "auto"
     boxes: bool = Field(True, description="also serve /boxes: the stream with the boxes drawn")
+    stalled_client_timeout_s: int = Field(
+        30, ge=5, le=3600, description="a client that takes no data this long is dropped")
     # password before user: the pair is checked on user, so that the error (which quotes the
     # value checked) never shows the password.
     password: str = Field("", max_length=256)

@@ -113,6 +113,22 @@ def test_no_client_means_no_subscription_and_no_encoding(bus: EventBus) -> None:
         stream.stop()
 
 
+def test_a_client_that_stops_reading_is_dropped_and_its_encoding_stops(bus: EventBus) -> None:
+    """RTSP sessions over TCP never expire, so without the stalled-client timeout a hung
+    recorder would keep the encoder running as long as its connection stays open."""
+    require_stream_stack()
+    stream = start_stream(bus, stalled_client_timeout_s=5)
+    try:
+        hung = RtspTcpClient("127.0.0.1", stream.port, "/live", receive_buffer=4096)
+        hung.play()
+        assert stream.status()["encoding"] == ["/live"]
+        wait_until(lambda: stream.status()["clients"] == 0, "the hung client is dropped")
+        wait_until(lambda: stream.status()["encoding"] == [], "the pipeline stops")
+        hung.close()
+    finally:
+        stream.stop()
+
+
 def test_a_missing_encoder_or_a_taken_port_is_a_message_not_a_crash(bus: EventBus) -> None:
     require_stream_stack()
     from maskwatch.stream.gst_stack import load_rtsp_stack

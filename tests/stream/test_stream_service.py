@@ -70,7 +70,10 @@ def test_recorders_get_h264_at_the_configured_size_with_the_login_only(service_f
 
 
 def test_a_recorder_that_stops_reading_stalls_neither_detection_nor_another(service_factory):
-    service = video_service(service_factory, "width = 640\nheight = 360\nbitrate_kbps = 8000\n")
+    # The hung client must stay connected for the whole test (the timeout that drops it is
+    # tested in test_recorder_stream).
+    service = video_service(service_factory, "width = 640\nheight = 360\nbitrate_kbps = 8000\n"
+                                             "stalled_client_timeout_s = 3600\n")
     port = stream_port(service)
     set_password(service, PAGE_PASSWORD)
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 import threading
 from typing import Any
 
@@ -26,6 +27,9 @@ ROLE = "recorder"
 REALM = "maskwatch"
 START_TIMEOUT_S = 10.0
 STOP_TIMEOUT_S = 5.0
+# Sessions of clients that vanished (a recorder switched off, UDP with no more RTCP) expire
+# after the server's session timeout (60 s); removing them this often stops their encoding.
+SESSION_CLEANUP_S = 10
 STREAM_NICE = 5  # as the web page's threads: detection first
 # appsrc keeps this many frames; when full the oldest goes (never blocks the caller).
 APPSRC_FRAMES = 2
@@ -76,6 +80,7 @@ class RtspServer:
         self._loop = stack.GLib.MainLoop.new(self._context, False)
         self._server = self._build_server()
         self._source_id = 0
+        self._cleanup: Any = None
         self._thread = threading.Thread(target=self._run, name="rtsp-server", daemon=True)
 
     @property
@@ -136,6 +141,19 @@ class RtspServer:
             self._clients += 1
             self.clients_served += 1
         client.connect("closed", self._client_closed)
+        self._drop_when_stalled(client.get_connection().get_read_socket())
+
+    def _drop_when_stalled(self, sock: Any) -> None:
+        """A client that stops reading keeps its TCP connection, and with it its session
+        and the mount's encoder, for ever (RTSP sessions over TCP do not expire). With
+        TCP_USER_TIMEOUT the kernel ends a connection whose data stays unacknowledged, or
+        whose receive window stays shut, this long; keepalive finds a peer that vanished."""
+        timeout_ms = self._config.stalled_client_timeout_s * 1000
+        try:
+            sock.set_option(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, timeout_ms)
+            sock.set_keepalive(True)
+        except Exception as exc:  # GLib.Error: not TCP, or not supported here
+            log.warning("stream: cannot set a timeout for stalled clients: %s", exc)
 
     def _client_closed(self, _client: Any) -> None:
         with self._lock:
@@ -158,7 +176,16 @@ class RtspServer:
                 f"cannot listen on {self._config.bind}:{self._config.port} for RTSP (port in "
                 "use, or an address this device does not have): change [stream] bind or port")
         self.port = self._server.get_bound_port()
+        self._cleanup = self._stack.GLib.timeout_source_new_seconds(SESSION_CLEANUP_S)
+        self._cleanup.set_callback(self._remove_expired_sessions)
+        self._cleanup.attach(self._context)
         self._thread.start()
+
+    def _remove_expired_sessions(self, *_: Any) -> bool:
+        removed = self._server.get_session_pool().cleanup()
+        if removed:
+            log.info("stream: %d expired session(s) removed", removed)
+        return True
 
     def stop(self) -> None:
         """Disconnect every client (their media stop) and end the loop thread."""
@@ -172,6 +199,7 @@ class RtspServer:
             source = self._context.find_source_by_id(self._source_id)
             if source is not None:
                 source.destroy()
+            self._cleanup.destroy()
             done.set()
             return False
 
