@@ -54,7 +54,7 @@ def _import_stack() -> RtspStack:
     try:
         import gi
     except ImportError:
-        raise StreamUnavailable(f"PyGObject (python module gi) is missing: {INSTALL_HINT}") from None
+        raise StreamUnavailable(f"PyGObject (module gi) is missing: {INSTALL_HINT}") from None
     try:
         gi.require_version("Gst", "1.0")
         gi.require_version("GstRtsp", "1.0")

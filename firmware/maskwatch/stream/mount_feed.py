@@ -26,7 +26,6 @@ class MountFeed:
         self._lock = threading.Lock()
         # Each prepared media's appsrc with the frame size its caps announce (None: none yet).
         self._sources: dict[Any, tuple[int, int] | None] = {}
-        self.frames_pushed = 0
 
     @property
     def active(self) -> bool:
@@ -65,4 +64,3 @@ class MountFeed:
                     if appsrc in self._sources:
                         self._sources[appsrc] = (width, height)
             appsrc.emit("push-buffer", buffer)
-        self.frames_pushed += 1

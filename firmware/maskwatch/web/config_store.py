@@ -6,9 +6,9 @@ The result is validated exactly as ``maskwatch check-config`` validates a file; 
 result is written, atomically (temporary file, fsync, rename, fsync of the folder) with the
 previous version kept beside it as ``<name>.bak``. A failed save changes nothing.
 
-Secrets (a webhook's HMAC key, the MQTT password, the stream's password) are write-only: :func:`without_secrets`
-blanks them for anything shown to a browser, and a save that leaves one blank keeps the value
-the file holds for that destination.
+Secrets (a webhook's HMAC key, the MQTT password, the stream's password) are write-only:
+:func:`without_secrets` blanks them for anything shown to a browser, and a save that leaves one
+blank keeps the value the file holds for that destination (or, for the stream, that user).
 """
 
 from __future__ import annotations
