@@ -12,6 +12,7 @@ from conftest import require_data
 from rtsp_client import RtspTcpClient, unsent_bytes
 from stream_helpers import discover, require_stream_stack, video_size
 from test_service import START_TIMEOUT_S, get, service_factory, set_password, web_url
+from test_web_browser import CHROMIUM, CHROMIUM_ARGS, _browser
 
 __all__ = ["service_factory"]  # the fixture, used by name below
 
@@ -40,6 +41,23 @@ def status(service) -> dict:
     return data
 
 
+def status_page_stream_card(base: str) -> str:
+    """The text of the status page's "Video for recorders" card, as a browser shows it."""
+    sync_api = _browser()
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True,
+                                    args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page()
+            page.goto(base + "/status")
+            page.fill("#password", PAGE_PASSWORD)
+            page.click("#login")
+            page.wait_for_selector("#stream dd")
+            return page.inner_text("#stream")
+        finally:
+            browser.close()
+
+
 def test_recorders_get_h264_at_the_configured_size_with_the_login_only(service_factory):
     service = video_service(
         service_factory, 'width = 640\nheight = 360\nuser = "nvr"\npassword = "rtsp-pa55word"\n')
@@ -58,6 +76,10 @@ def test_recorders_get_h264_at_the_configured_size_with_the_login_only(service_f
     assert shown["clients_served"] >= 4
     everything = json.dumps(shown) + "\n".join(service.lines)
     assert "rtsp-pa55word" not in everything
+    page_text = status_page_stream_card(web_url(service))
+    assert f"rtsp://127.0.0.1:{port}/live" in page_text
+    assert f"rtsp://127.0.0.1:{port}/boxes" in page_text
+    assert "digest, user nvr" in page_text and "rtsp-pa55word" not in page_text
 
     # A new password on reload: the stream restarts with it, detection untouched.
     service.config.write_text(service.config.read_text().replace("rtsp-pa55word", "n3w-pa55"))
