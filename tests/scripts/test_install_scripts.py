@@ -98,6 +98,21 @@ def test_every_board_gets_the_stream_packages_seen_by_the_venv(tmp_path, board):
     assert "-m venv --system-site-packages" in out
 
 
+def test_an_older_venv_is_opened_to_the_system_packages(tmp_path):
+    """A venv made by an earlier version (no system packages) is switched over on update, so
+    python3-gi becomes visible without reinstalling everything into a new venv."""
+    venv = tmp_path / "opt/maskwatch/venv"
+    (venv / "bin").mkdir(parents=True)
+    (venv / "bin/python").write_text("#!/bin/sh\n")
+    (venv / "bin/python").chmod(0o755)
+    (venv / "pyvenv.cfg").write_text("home = /usr/bin\ninclude-system-site-packages = false\n")
+    out = ok(run(INSTALL, "--dry-run", "--root", str(tmp_path), "--board", "generic"))
+    switch = [line for line in out.splitlines() if line.startswith("+ sed -i")]
+    assert len(switch) == 1 and switch[0].endswith(str(venv / "pyvenv.cfg"))
+    assert "include-system-site-packages" in switch[0]
+    assert "-m venv" not in out
+
+
 def test_install_creates_the_layout(installed):
     assert (installed / "etc/systemd/system/maskwatch.service").read_bytes() == UNIT.read_bytes()
     config = installed / "etc/maskwatch/maskwatch.toml"

@@ -146,6 +146,25 @@ def test_a_missing_encoder_or_a_taken_port_is_a_message_not_a_crash(bus: EventBu
         assert f"127.0.0.1:{port}" in stream.error and "[stream] bind or port" in stream.error
 
 
+def test_without_pygobject_the_stream_says_what_to_install() -> None:
+    """A device without python3-gi: start() reports it, naming the packages (``gi`` is made
+    unimportable in a child process, as on a machine where it is not installed)."""
+    code = ("import sys; sys.modules['gi'] = None\n"
+            "from maskwatch.config import StreamConfig\n"
+            "from maskwatch.events import EventBus\n"
+            "from maskwatch.stream import RecorderStream\n"
+            "stream = RecorderStream(StreamConfig(enabled=True, port=0), EventBus())\n"
+            "assert not stream.start()\n"
+            "print(stream.status()['error'])\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0, result.stderr
+    for words in ("PyGObject", "python3-gi", "gir1.2-gst-rtsp-server-1.0", "scripts/install.sh",
+                  "maskwatch[stream]"):
+        assert words in result.stdout
+    assert "detection and alarms go on without it" in result.stderr
+
+
 def test_a_disabled_stream_imports_nothing_of_gstreamer() -> None:
     code = ("import sys, maskwatch.service.service, maskwatch.stream; "
             "assert not [m for m in sys.modules if m == 'gi' or m.startswith('gi.')], "
