@@ -7,6 +7,8 @@ import os
 import shutil
 import subprocess
 
+import cv2
+import numpy as np
 import pytest
 
 DISCOVER_TIMEOUT_S = 20
@@ -48,3 +50,22 @@ def video_size(report: str) -> tuple[int, int] | None:
         line.strip().split(": ", 1) for line in report.splitlines() if ": " in line
     )
     return int(fields["Width"]), int(fields["Height"])
+
+
+def box_red_pixels(url: str, frames: int = 30) -> int:
+    """The most pure-red pixels (the page's no-mask box colour) in any of ``frames`` frames
+    read from ``url`` with OpenCV's FFmpeg RTSP client: a few hundred or more where a red box
+    is drawn, none on the camera picture itself."""
+    os.environ["OPENCV_FFMPEG_CAPTURE_OPTIONS"] = "rtsp_transport;tcp"
+    capture = cv2.VideoCapture(url, cv2.CAP_FFMPEG)
+    try:
+        assert capture.isOpened(), f"OpenCV cannot open {url}"
+        most = 0
+        for _ in range(frames):
+            ok, bgr = capture.read()
+            assert ok, f"no frame from {url}"
+            b, g, r = (bgr[:, :, i].astype(np.int16) for i in range(3))
+            most = max(most, int(((r > 180) & (g < 70) & (b < 70)).sum()))
+        return most
+    finally:
+        capture.release()
