@@ -15,13 +15,12 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from typing import Any
 
 import numpy as np
 
 from maskwatch.config import StreamConfig
-from maskwatch.decision import FrameOutcome
+from maskwatch.decision import FpsGate, FrameOutcome
 from maskwatch.events import EventBus, Subscription
 from maskwatch.stream.encoder import Encoder, choose_encoder
 from maskwatch.stream.gst_stack import StreamUnavailable, load_rtsp_stack
@@ -105,16 +104,12 @@ class RecorderStream:
         lower_thread_priority()
         assert self._server is not None
         feeds = {f.path: f for f in self._server.feeds}
-        interval = 1.0 / self.config.fps
-        last_push = 0.0
+        # Frames beyond the stream's rate would only be dropped again by videorate.
+        gate = FpsGate(self.config.fps)
         while not self._stop.is_set():
             outcome = self._next_outcome(any(f.active for f in feeds.values()))
-            if outcome is None:
+            if outcome is None or not gate.admit(outcome.frame.t):
                 continue
-            now = time.monotonic()
-            if now - last_push < interval * 0.9:
-                continue  # faster than the stream's rate: videorate would drop it anyway
-            last_push = now
             try:
                 self._push(outcome, feeds)
             except Exception:  # a bad frame must not end the stream
