@@ -52,20 +52,28 @@ def video_size(report: str) -> tuple[int, int] | None:
     return int(fields["Width"]), int(fields["Height"])
 
 
-def box_red_pixels(url: str, frames: int = 30) -> int:
-    """The most pure-red pixels (the page's no-mask box colour) in any of ``frames`` frames
-    read from ``url`` with OpenCV's FFmpeg RTSP client: a few hundred or more where a red box
-    is drawn, none on the camera picture itself."""
+def read_frames(url: str, frames: int) -> list[np.ndarray]:
+    """``frames`` decoded frames (RGB) from ``url``, read with OpenCV's FFmpeg RTSP client."""
     os.environ["OPENCV_FFMPEG_CAPTURE_OPTIONS"] = "rtsp_transport;tcp"
     capture = cv2.VideoCapture(url, cv2.CAP_FFMPEG)
     try:
         assert capture.isOpened(), f"OpenCV cannot open {url}"
-        most = 0
+        images = []
         for _ in range(frames):
             ok, bgr = capture.read()
             assert ok, f"no frame from {url}"
-            b, g, r = (bgr[:, :, i].astype(np.int16) for i in range(3))
-            most = max(most, int(((r > 180) & (g < 70) & (b < 70)).sum()))
-        return most
+            images.append(bgr[:, :, ::-1])
+        return images
     finally:
         capture.release()
+
+
+def box_red_pixels(url: str, frames: int = 30) -> int:
+    """The most pure-red pixels (the page's no-mask box colour) in any of ``frames`` frames
+    from ``url``: a few hundred or more where a red box is drawn, none on the camera picture
+    itself."""
+    most = 0
+    for image in read_frames(url, frames):
+        r, g, b = (image[:, :, i].astype(np.int16) for i in range(3))
+        most = max(most, int(((r > 180) & (g < 70) & (b < 70)).sum()))
+    return most

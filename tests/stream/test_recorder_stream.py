@@ -20,7 +20,7 @@ from maskwatch.stream import RecorderStream
 from maskwatch.types import Frame
 
 from rtsp_client import RtspTcpClient
-from stream_helpers import discover, require_stream_stack, video_size
+from stream_helpers import discover, read_frames, require_stream_stack, video_size
 
 WAIT_S = 30.0
 
@@ -29,8 +29,9 @@ class FramePublisher:
     """The service's processing loop as the stream sees it: a processed frame on the bus
     every 1/15 s (a moving bar, so the encoder has something to encode)."""
 
-    def __init__(self, bus: EventBus) -> None:
+    def __init__(self, bus: EventBus, state: str = "active") -> None:
         self.bus = bus
+        self.state = state
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
@@ -41,7 +42,7 @@ class FramePublisher:
             image = np.zeros((240, 320, 3), np.uint8)
             image[:, (index * 8) % 320:(index * 8) % 320 + 16] = 255
             self.bus.publish("frame", FrameOutcome(Frame(image, index / 15, index),
-                                                   "active", [], []))
+                                                   self.state, [], []))
             index += 1
             time.sleep(1 / 15)
 
@@ -111,6 +112,25 @@ def test_no_client_means_no_subscription_and_no_encoding(bus: EventBus) -> None:
         wait_until(lambda: stream.status()["clients"] == 0, "the client is gone")
     finally:
         stream.stop()
+
+
+def test_outside_the_schedule_the_stream_stays_up_and_shows_nothing() -> None:
+    """F8, as on the page: no picture outside the operation schedule; black frames keep the
+    recorder connected."""
+    require_stream_stack()
+    bus = EventBus()
+    publisher = FramePublisher(bus, state="outside_schedule")
+    stream = start_stream(bus)
+    try:
+        url = f"rtsp://127.0.0.1:{stream.port}/live"
+        frames = read_frames(url, 15)
+        assert all(image.shape == (240, 320, 3) for image in frames)
+        assert max(int(image.max()) for image in frames) < 30
+        publisher.state = "active"
+        assert max(int(image.max()) for image in read_frames(url, 30)) > 200  # the white bar
+    finally:
+        stream.stop()
+        publisher.stop()
 
 
 def test_a_client_that_stops_reading_is_dropped_and_its_encoding_stops(bus: EventBus) -> None:
