@@ -66,6 +66,9 @@ def _nice_streaming_thread(_bus: Any, message: Any, gst: Any) -> Any:
 
 
 class RtspServer:
+    """The server and its loop thread: ``start`` binds (StreamUnavailable when it cannot),
+    ``stop`` disconnects every client and ends the thread; ``clients`` counts connections."""
+
     def __init__(self, stack: RtspStack, config: StreamConfig, encoder: Encoder,
                  feeds: list[MountFeed]) -> None:
         self._stack = stack
