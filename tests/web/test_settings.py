@@ -123,6 +123,26 @@ def test_secrets_are_write_only(client, config_file) -> None:
     assert "# Entrance camera, hall B" in backup.get_data(as_text=True)
 
 
+def test_the_stream_is_set_from_the_page_and_its_password_kept(client, service,
+                                                              config_file) -> None:
+    """As the stream form sends it: no password (blank = keep), the other keys changed."""
+    response = client.post("/api/settings/stream", json={
+        "enabled": True, "port": 9554, "width": 640, "height": 360, "fps": 10,
+        "bitrate_kbps": 1000, "boxes": False, "user": "nvr", "auth": "basic",
+    }, headers=csrf(client))
+    assert response.status_code == 200, response.json
+    stream = load_config(config_file).stream
+    assert (stream.enabled, stream.port, stream.width, stream.boxes, stream.auth) == (
+        True, 9554, 640, False, "basic")
+    assert stream.password == "rtsp-pa55word" and service.reloads == 1
+    # Without a user the password must go too: the answer names the field, the file stays.
+    before = config_file.read_bytes()
+    refused = client.post("/api/settings/stream", json={"user": ""}, headers=csrf(client))
+    assert refused.status_code == 400 and "stream.user" in refused.json["problems"]
+    assert "rtsp-pa55" not in refused.get_data(as_text=True)
+    assert config_file.read_bytes() == before
+
+
 def test_a_backup_restores_and_a_bad_upload_changes_nothing(client, config_file) -> None:
     backup = client.get("/api/settings/config.toml").get_data(as_text=True)
     client.post("/api/settings/device", json={"name": "elsewhere"}, headers=csrf(client))

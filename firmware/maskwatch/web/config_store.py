@@ -8,7 +8,7 @@ previous version kept beside it as ``<name>.bak``. A failed save changes nothing
 
 Secrets (a webhook's HMAC key, the MQTT password, the stream's password) are write-only:
 :func:`without_secrets` blanks them for anything shown to a browser, and a save that leaves one
-blank keeps the value the file holds for that destination (or, for the stream, that user).
+blank keeps the value the file holds for that destination (or section).
 """
 
 from __future__ import annotations
@@ -145,13 +145,13 @@ def without_secrets(data: dict[str, Any]) -> dict[str, Any]:
 
 def keep_secrets(section: str, old: Mapping[str, Any], new: Any) -> None:
     """Where ``new`` (a tomlkit table of ``section``) leaves a secret blank or out, put back
-    the one the same destination had (same url, or same broker and user; the stream's for the
-    same user), and drop the
+    the one the same destination had (same url, or same broker and user; the section's own
+    for a secret of a section), and drop the
     ``<key>_set`` flags :func:`without_secrets` added."""
     for wanted, key in SECTION_SECRETS:
         if wanted == section:
             new.pop(f"{key}_set", None)
-            if not new.get(key) and old.get(key) and new.get("user") == old.get("user"):
+            if not new.get(key) and old.get(key):
                 new[key] = old[key]
     for wanted, kind, key, identity in SECRETS:
         if wanted != section or kind not in new:
