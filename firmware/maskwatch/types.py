@@ -27,6 +27,32 @@ class Label(str, Enum):
 
 
 ALARM_LABELS = (Label.NO_MASK, Label.INCORRECT)
+ALARM_NAMES = frozenset(label.value for label in ALARM_LABELS)
+
+
+class PersonState(str, Enum):
+    """How one person passed, for the compliance statistics (F29). ``undecided`` is a person
+    seen long enough but never clearly classified; ``static`` a face that never moved (a
+    poster or a screen). Compliance counts only the first three."""
+
+    MASKED = "masked"
+    UNMASKED = "unmasked"
+    INCORRECT = "incorrect"
+    UNDECIDED = "undecided"
+    STATIC = "static"
+
+
+COMPLIANCE_STATES = (PersonState.MASKED, PersonState.UNMASKED, PersonState.INCORRECT)
+
+
+@dataclass(frozen=True)
+class PersonCount:
+    """One person counted once with their decided state; ``t`` is the video time of the
+    decision (an alarm-worthy one at once, any other when the person is gone for good)."""
+
+    t: float
+    track_id: int
+    state: PersonState
 
 
 @dataclass(frozen=True)
@@ -77,6 +103,15 @@ class Classification:
     label: Label
     confidence: float
     probs: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def alarm_probability(self) -> float:
+        """How sure the classifiers are that the face should alarm: no_mask and incorrect
+        together. A face whose nose the wear checks find bare alarms whichever way the mask
+        classifier leaned (its lean only names the alarm), so one rule holds for both."""
+        if not self.probs:
+            return self.confidence if self.label in ALARM_LABELS else 0.0
+        return sum(p for name, p in self.probs.items() if name in ALARM_NAMES)
 
 
 @dataclass(frozen=True)

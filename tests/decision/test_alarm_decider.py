@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 from collections.abc import Callable
 
@@ -139,6 +140,25 @@ def test_needs_min_dwell_even_with_many_frames() -> None:
 
 def test_low_confidence_no_mask_does_not_alarm() -> None:
     assert run(make(), 0.0, 10.0, 10.0, steady(Label.NO_MASK, 0.65)) == []
+
+
+def test_a_bare_nose_alarms_however_the_mask_classifier_leaned() -> None:
+    """A face the mask classifier thought masked at 0.6 and the wear checks found worn wrong
+    carries incorrect 0.6 and no_mask 0.4: both are alarms, so it is sure to alarm (the
+    bald man of tomeranna_test_results.mp4 with his mask off)."""
+    leaned = Classification(Label.INCORRECT, 0.6, {"mask": 0.0, "no_mask": 0.4, "incorrect": 0.6})
+    assert leaned.alarm_probability == pytest.approx(1.0)
+
+    def frames(i: int, t: float) -> list[FaceResult]:
+        return [dataclasses.replace(result(Label.INCORRECT), classification=leaned)]
+
+    alarms = run(make(), 0.0, 2.0, 15.0, frames)
+    assert [a.label for a in alarms] == [Label.INCORRECT]
+    assert alarms[0].confidence == pytest.approx(1.0)
+    unsure = Classification(Label.NO_MASK, 0.6, {"mask": 0.4, "no_mask": 0.6})
+    assert run(make(), 0.0, 2.0, 15.0, lambda i, t: [
+        dataclasses.replace(result(Label.NO_MASK), classification=unsure)
+    ]) == []
 
 
 def test_unknown_and_gated_results_are_not_observations() -> None:

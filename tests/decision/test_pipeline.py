@@ -14,7 +14,7 @@ import pytest
 from maskwatch.config import parse_config
 from maskwatch.decision.pipeline import Pipeline, PipelineState
 from maskwatch.sources.demo import DemoSource
-from maskwatch.types import Label
+from maskwatch.types import Label, PersonState
 from maskwatch.vision.face_analyzer import FaceAnalyzer
 from maskwatch.vision.face_detector import box_iou
 
@@ -103,3 +103,22 @@ def test_privacy_zone_over_the_face_removes_it_everywhere(demo, analyzer) -> Non
         assert inner.max() == 0, "the shown/stored frame still has pixels inside the zone"
     unmasked = run(make_pipeline(analyzer), demo, 4)
     assert sum(len(o.alarms) for o in unmasked) == 1
+
+
+def test_people_are_counted_once_and_everyone_in_view_when_detection_pauses(
+    demo, analyzer
+) -> None:
+    pipeline = make_pipeline(analyzer)
+    colour = run(pipeline, demo, 3)
+    counted = [c for o in colour for c in o.counted]
+    # The near person starts unmasked: counted at the alarm, in the same frame.
+    assert [c.state for c in counted] == [PersonState.UNMASKED]
+    alarm = next(o for o in colour if o.alarms)
+    assert alarm.counted and alarm.counted[0].track_id == alarm.alarms[0].track_id
+    grey = run(pipeline, demo, 3, start=3 * FPS, grey=True)
+    paused = next(o for o in grey if o.state is PipelineState.IR_MODE)
+    # The pause ends every track: the far person, masked all along, counts now; the near
+    # one is not counted again.
+    assert [c.state for c in paused.counted] == [PersonState.MASKED]
+    assert all(o.counted == [] for o in grey if o is not paused)
+    assert pipeline.finish() == []

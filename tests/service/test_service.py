@@ -8,6 +8,7 @@ import json
 import os
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -17,11 +18,10 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-
-from maskwatch.web.config_store import ConfigStore
-
 from conftest import MODELS, require_data, require_models
 from test_tcp import JsonReceiver
+
+from maskwatch.web.config_store import ConfigStore
 
 START_TIMEOUT_S = 90
 
@@ -86,6 +86,13 @@ class RunningService:
         self.sock.close()
 
 
+def stored_people(state_dir: Path) -> dict[tuple[str, int], int]:
+    """(state, demo) -> people in the statistics table of the stopped service's event log."""
+    with sqlite3.connect(state_dir / "events.db") as db:
+        rows = db.execute("SELECT state, demo, SUM(count) FROM people_hourly GROUP BY state, demo")
+        return {(state, demo): n for state, demo, n in rows}
+
+
 @pytest.fixture
 def service_factory(tmp_path: Path):
     running: list[RunningService] = []
@@ -143,6 +150,11 @@ def test_demo_service_ready_alarms_reload_and_stop(service_factory) -> None:
     except socket.timeout:
         pass
     assert "STOPPING=1" in service.messages
+    # Compliance statistics (F29): the demo's unmasked person was counted by the pipeline,
+    # the far (masked) one at the stop, and the demo source made up a labelled history.
+    people = stored_people(service.tmp_path / "state")
+    assert people[("unmasked", 0)] >= 1 and people[("masked", 0)] >= 1
+    assert people[("masked", 1)] > 100
 
 
 def test_file_source_service_alarms(service_factory) -> None:
@@ -152,6 +164,10 @@ def test_file_source_service_alarms(service_factory) -> None:
     service.wait_line("ALARM ", 30)
     service.proc.send_signal(signal.SIGTERM)
     assert service.proc.wait(10) == 0
+    # Only the demo source makes up statistics; the man of the clip is really counted.
+    people = stored_people(service.tmp_path / "state")
+    assert people[("unmasked", 0)] >= 1
+    assert not [key for key in people if key[1]]
 
 
 def web_url(service: RunningService) -> str:

@@ -28,6 +28,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from maskwatch.config import Config, ConfigError, StorageConfig, WebConfig, parse_config
 from maskwatch.decision.pipeline import FrameOutcome, PipelineState
 from maskwatch.events.bus import EventBus
+from maskwatch.events.compliance import ComplianceStats
 from maskwatch.events.store import EventStore
 from maskwatch.service.status import ServiceStatus
 from maskwatch.types import (
@@ -67,7 +68,8 @@ def _outcome(index: int, state: PipelineState = PipelineState.ACTIVE,
 
 
 class FakeService:
-    """The narrow interface create_app uses: config, status, bus, store, dispatcher."""
+    """The narrow interface create_app uses: config, status, bus, store, dispatcher, stats
+    (the statistics' clock stands at T0 + 30 min)."""
 
     def __init__(self, state_dir: Path, web: WebConfig | None = None) -> None:
         self.config = Config(storage=StorageConfig(state_dir=str(state_dir)),
@@ -87,6 +89,8 @@ class FakeService:
         )
         self.bus = EventBus()
         self.store = EventStore(self.config, ["tcp-1"])
+        self.stats = ComplianceStats(self.config, self.store.path,
+                                     clock=lambda: T0.timestamp() + 1800)
         self.dispatcher = SimpleNamespace(health=lambda: {
             "tcp-1": {"state": "retrying", "queued": 1, "delivered": 7, "dropped": 0,
                       "failed_attempts": 2, "last_success_utc": None,
@@ -108,6 +112,7 @@ def service(tmp_path: Path) -> FakeService:
     svc.add_event("ev-b", Label.INCORRECT, 10)
     svc.add_event("ev-c", Label.NO_MASK, 20)
     yield svc
+    svc.stats.close()
     svc.store.close()
 
 

@@ -2,7 +2,9 @@
 
 Prints one line per alarm and a summary; with --jsonl the lines are JSON in the contract shape
 {"event": "alarm", "id", "t", "frame", "track", "label", "confidence", "box"} and a last
-{"summary": {"frames", "processed", "alarms", "fps"}}.
+{"summary": {"frames", "processed", "alarms", "fps", "people"}}, where "people" counts each
+person once by their decided state (masked, unmasked, incorrect, undecided, static), as the
+compliance statistics of the device do (F29).
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import sys
 from maskwatch.config import Config
 from maskwatch.decision import Pipeline
 from maskwatch.sources import FrameSource, SourceError
-from maskwatch.types import Alarm
+from maskwatch.types import Alarm, PersonCount, PersonState
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +49,14 @@ def alarm_json(alarm: Alarm) -> dict:
     }
 
 
+def people_summary(counted: list[PersonCount]) -> dict[str, int]:
+    """People per decided state, every state named (0 when none)."""
+    people = {state.value: 0 for state in PersonState}
+    for count in counted:
+        people[count.state.value] += 1
+    return people
+
+
 def _progress(total: int | None):
     """A progress bar on stderr, only for a person watching a terminal."""
     if not sys.stderr.isatty():
@@ -64,6 +74,7 @@ def run_analyze(config: Config, video: str, as_jsonl: bool, demo_seconds: float)
         return EX_BAD_INPUT
     pipeline = Pipeline(config)
     frames = processed = alarms = 0
+    counted: list[PersonCount] = []
     first_t = last_t = None
     bar = _progress(getattr(source, "frame_count", None) or None)
     with source:
@@ -77,6 +88,7 @@ def run_analyze(config: Config, video: str, as_jsonl: bool, demo_seconds: float)
             if outcome is None:
                 continue
             processed += 1
+            counted += outcome.counted
             for alarm in outcome.alarms:
                 alarms += 1
                 if as_jsonl:
@@ -89,10 +101,13 @@ def run_analyze(config: Config, video: str, as_jsonl: bool, demo_seconds: float)
                     )
     if bar is not None:
         bar.close()
+    counted += pipeline.finish()
+    people = people_summary(counted)
     duration = (last_t - first_t) if frames > 1 else 0.0
     span = duration + (duration / (frames - 1) if frames > 1 else 0.0)
     fps = round(processed / span, 2) if span > 0 else 0.0
-    summary = {"frames": frames, "processed": processed, "alarms": alarms, "fps": fps}
+    summary = {"frames": frames, "processed": processed, "alarms": alarms, "fps": fps,
+               "people": people}
     if frames == 0:
         print(f"maskwatch analyze: {video}: no frames could be read", file=sys.stderr)
         return EX_BAD_INPUT
@@ -102,4 +117,5 @@ def run_analyze(config: Config, video: str, as_jsonl: bool, demo_seconds: float)
         print(
             f"{frames} frames, {processed} processed ({fps} fps by video time), {alarms} alarm(s)"
         )
+        print("people: " + ", ".join(f"{n} {state}" for state, n in people.items()))
     return 0

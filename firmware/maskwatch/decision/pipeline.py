@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from enum import Enum
 
@@ -18,7 +18,7 @@ from maskwatch.config import Config
 from maskwatch.decision.alarm_decider import AlarmDecider
 from maskwatch.decision.fps_gate import FpsGate
 from maskwatch.decision.tracker import Tracker
-from maskwatch.types import Alarm, FaceResult, Frame
+from maskwatch.types import Alarm, FaceResult, Frame, PersonCount
 from maskwatch.vision import FaceAnalyzer
 
 log = logging.getLogger(__name__)
@@ -44,12 +44,14 @@ class PipelineState(str, Enum):
 @dataclass(frozen=True)
 class FrameOutcome:
     """One processed frame; ``frame`` is already privacy-masked, so whatever shows or stores
-    it (page, snapshots) never sees inside a privacy zone."""
+    it (page, snapshots) never sees inside a privacy zone. ``counted`` are the people whose
+    count for the compliance statistics was settled at this frame."""
 
     frame: Frame
     state: PipelineState
     faces: list[FaceResult]
     alarms: list[Alarm]
+    counted: list[PersonCount] = field(default_factory=list)
 
 
 class Pipeline:
@@ -84,9 +86,13 @@ class Pipeline:
         if state != self.state:
             log.info("detection %s", "resumed" if state is PipelineState.ACTIVE else state.value)
             if state is not PipelineState.ACTIVE:
-                # History from before a pause must not complete an alarm after it.
+                # History from before a pause must not complete an alarm after it; the people
+                # seen before it are counted now.
+                counted = self.finish()
                 self._new_decision()
                 self.analyzer.forget()
+                self.state = state
+                return FrameOutcome(frame, state, [], [], counted)
             self.state = state
         if state is not PipelineState.ACTIVE:
             return FrameOutcome(frame, state, [], [])
@@ -95,7 +101,12 @@ class Pipeline:
         ]
         faces = self.tracker.update(frame.t, found)
         alarms = self.decider.update(frame.t, frame.index, faces, self.tracker.pop_ended())
-        return FrameOutcome(frame, state, faces, alarms)
+        return FrameOutcome(frame, state, faces, alarms, self.decider.pop_counts(frame.t))
+
+    def finish(self) -> list[PersonCount]:
+        """Count every person still in view or remembered (end of a video, a stop, a reload
+        that starts decisions afresh)."""
+        return self.decider.finish()
 
     def _state(self, frame: Frame) -> PipelineState:
         # The IR detector sees every frame, paused or not, so its hold time runs on.

@@ -6,6 +6,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 
 from maskwatch.alarm_format import AlarmMessage
+from maskwatch.events.compliance import StatsBucket
 
 
 class OutputError(Exception):
@@ -29,6 +30,11 @@ class Output(ABC):
 
     @abstractmethod
     def send(self, message: AlarmMessage) -> None: ...
+
+    def show_compliance(self, today: StatsBucket) -> None:
+        """Today's compliance statistics changed (a person was counted, or a minute passed).
+        Only outputs that keep a state for others to read (MQTT) show it; it must not block
+        (it is called from the processing loop), and a failure only logs."""
 
     def close(self) -> None:
         """Release connections and devices; called once at shutdown or reload."""

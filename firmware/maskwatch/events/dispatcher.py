@@ -36,6 +36,7 @@ from typing import Any
 from maskwatch.alarm_format import AlarmMessage
 from maskwatch.config import Config, OutputsConfig
 from maskwatch.events.bus import EventBus, Subscription
+from maskwatch.events.compliance import StatsBucket
 from maskwatch.events.destination import Output, OutputError
 from maskwatch.events.store import EventStore, EventStoreError, message_for
 from maskwatch.redact import redact_text
@@ -388,6 +389,16 @@ class Dispatcher:
         reason = redact_text(str(error) or type(error).__name__)
         log.warning("output %s: test alarm refused: %s", name, reason)
         raise OutputError(reason, retry=False)
+
+    def show_compliance(self, today: StatsBucket) -> None:
+        """Hand today's compliance statistics to every output (F29); a failing one is logged
+        and the others still get them."""
+        for dest in self._dests.values():
+            try:
+                dest.output.show_compliance(today)
+            except Exception as exc:  # an output's bug must not stop the processing loop
+                log.warning("%s: compliance statistics not shown: %s", dest.name,
+                            redact_text(str(exc)))
 
     def health(self) -> dict[str, dict[str, Any]]:
         """Per destination (by its redacted name): ``state``, ``queued``, ``delivered``,

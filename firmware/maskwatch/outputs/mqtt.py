@@ -12,9 +12,14 @@ anything but ``a-z 0-9 _ -`` turned into ``_``):
                            will, when the connection is lost (retained)
 - ``<base>/snapshot``      the alarm's JPEG (``snapshot = "image"``, retained), or
   ``<base>/snapshot_url``  its URL on the web page (``snapshot = "url"``, retained)
-- ``<discovery_prefix>/binary_sensor/<slug>_no_mask/config`` and
-  ``<discovery_prefix>/image/<slug>_snapshot/config``: Home Assistant discovery (retained),
-  republished on every connect.
+- ``<base>/compliance``    today's compliance statistics (F29) as JSON, retained: ``date``
+                           (local), ``compliance_percent`` (null before anyone was decided),
+                           ``masked``, ``unmasked``, ``incorrect``, ``undecided``, ``static``,
+                           ``demo``; sent when a person is counted and every minute
+- ``<discovery_prefix>/binary_sensor/<slug>_no_mask/config``,
+  ``<discovery_prefix>/image/<slug>_snapshot/config`` and
+  ``<discovery_prefix>/sensor/<slug>_<compliance|masked|unmasked|incorrect>_today/config``:
+  Home Assistant discovery (retained), republished on every connect.
 
 The connection is made and kept in paho's background thread (``loop_start``), reconnecting
 with back-off; ``send`` fails at once with a retryable OutputError while it is down.
@@ -34,12 +39,15 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from maskwatch import __version__
 from maskwatch.alarm_format import AlarmMessage, message_fields
-from maskwatch.events import Output, OutputError
+from maskwatch.events import Output, OutputError, StatsBucket
 
 log = logging.getLogger(__name__)
 
 DEFAULT_PORT = 1883
 DEFAULT_TLS_PORT = 8883
+# Today's count sensors besides the compliance percentage: (state, Home Assistant name).
+COUNT_SENSORS = (("masked", "Masked today"), ("unmasked", "Unmasked today"),
+                 ("incorrect", "Mask worn incorrectly today"))
 
 
 def device_slug(device: str) -> str:
@@ -74,6 +82,8 @@ class MqttOutput(Output):
         self.alarm_topic = f"{base}/alarm"
         self.state_topic = f"{base}/state"
         self.availability_topic = f"{base}/availability"
+        self.compliance_topic = f"{base}/compliance"
+        self._compliance: bytes | None = None  # the last statistics, sent again on connect
         self.snapshot_topic = f"{base}/snapshot" if snapshot == "image" else f"{base}/snapshot_url"
         self.snapshot = snapshot
         self.discovery = discovery
@@ -123,6 +133,8 @@ class MqttOutput(Output):
         state = "ON" if self._state_on else "OFF"
         client.publish(self.state_topic, state, qos=1, retain=True)
         client.publish(self.availability_topic, "online", qos=1, retain=True)
+        if self._compliance is not None:
+            client.publish(self.compliance_topic, self._compliance, qos=1, retain=True)
         self._connected.set()
 
     def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any,
@@ -172,6 +184,26 @@ class MqttOutput(Output):
                 "device": device,
             },
         }
+        compliance = {"state_topic": self.compliance_topic, **availability, "device": device}
+        messages[f"{self.discovery_prefix}/sensor/{self.slug}_compliance_today/config"] = {
+            "name": "Mask compliance today",
+            "unique_id": f"maskwatch_{self.slug}_compliance_today",
+            "unit_of_measurement": "%",
+            "state_class": "measurement",
+            "icon": "mdi:face-mask",
+            "value_template": "{{ value_json.compliance_percent }}",
+            "json_attributes_topic": self.compliance_topic,
+            **compliance,
+        }
+        for state, name in COUNT_SENSORS:
+            messages[f"{self.discovery_prefix}/sensor/{self.slug}_{state}_today/config"] = {
+                "name": name,
+                "unique_id": f"maskwatch_{self.slug}_{state}_today",
+                "unit_of_measurement": "people",
+                "state_class": "total_increasing",  # back to 0 at midnight: a reset
+                "value_template": f"{{{{ value_json.{state} }}}}",
+                **compliance,
+            }
         if self.snapshot != "off":
             image: dict[str, Any] = {
                 "name": "No-mask snapshot",
@@ -212,6 +244,18 @@ class MqttOutput(Output):
         if not info.is_published():
             raise OutputError(f"{self.name}: the broker did not acknowledge the alarm within "
                               f"{self.publish_timeout_s:g} s")
+
+    def show_compliance(self, today: StatsBucket) -> None:
+        """Publish today's statistics (retained); while disconnected they are kept and sent
+        on the next connect."""
+        payload = {"date": today.start.date().isoformat(),
+                   "compliance_percent": today.compliance, **today.counts, "demo": today.demo}
+        data = json.dumps(payload, separators=(",", ":")).encode("utf-8")
+        if data == self._compliance:
+            return
+        self._compliance = data
+        if self.connected:
+            self._client.publish(self.compliance_topic, data, qos=1, retain=True)
 
     def _publish_snapshot(self, message: AlarmMessage) -> None:
         if self.snapshot == "image" and message.snapshot_path:

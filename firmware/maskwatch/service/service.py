@@ -19,25 +19,28 @@ import logging
 import signal
 import threading
 import time
+from collections import Counter
 from datetime import datetime, timezone
 
 from maskwatch.config import EX_CONFIG, Config, ConfigError, load_config
 from maskwatch.decision import FrameOutcome, Pipeline, detection_changed
 from maskwatch.events import (
     AlarmRecorder,
+    ComplianceStats,
     Dispatcher,
     EventBus,
     EventStore,
     EventStoreError,
     Subscription,
     open_event_store,
+    seed_demo_history,
 )
 from maskwatch.outputs import build_outputs
 from maskwatch.service.sd_notify import Notifier
 from maskwatch.service.status import ServiceStatus
 from maskwatch.sources import LatestFrameSlot, ReopeningSource, open_reopening_source
 from maskwatch.stream import RecorderStream
-from maskwatch.types import AlarmEvent
+from maskwatch.types import AlarmEvent, PersonCount
 from maskwatch.vision import FaceAnalyzer
 from maskwatch.web import WebServer, WebServerError
 
@@ -123,6 +126,7 @@ class Service:
         self.bus = EventBus()
         self.status = ServiceStatus()
         self.slot = LatestFrameSlot()
+        self.people: Counter[str] = Counter()  # counted since the start, for /metrics
         self._stop = threading.Event()
         self._reload = threading.Event()
         self._ready_sent = False
@@ -159,6 +163,10 @@ class Service:
                  stats["events"], stats["pending"])
         self.dispatcher = Dispatcher(self.store, outputs, config.outputs)
         self.recorder = AlarmRecorder(self.bus, self.store, self.dispatcher)
+        self.stats = ComplianceStats(config, self.store.path)
+        if config.source.kind == "demo":
+            seed_demo_history(self.stats)
+        self.stats.show_with(self.dispatcher.show_compliance)
 
     def _restart_outputs(self, new: Config) -> Config:
         """Swap the event log and the destinations for the new settings, camera and
@@ -178,6 +186,7 @@ class Service:
         return new
 
     def _stop_outputs(self) -> None:
+        self.stats.close()
         self.recorder.stop()
         self.dispatcher.stop()
         self.store.close()
@@ -243,6 +252,7 @@ class Service:
                 outcome = self.pipeline.process(frame)
                 if outcome is not None:
                     self._publish(outcome)
+            self.stats.maybe_flush()
             self._refresh_status()
             # READY once models and page are up, camera or not: a missing camera is reported
             # (status, STATUS=, /healthz) and retried, and systemd must not restart-loop.
@@ -256,8 +266,15 @@ class Service:
         self._shutdown()
         return 0
 
+    def _count(self, people: list[PersonCount]) -> None:
+        self.stats.count(people)
+        if people:
+            self.people.update(p.state.value for p in people)
+            self.status.update(people=dict(self.people))
+
     def _publish(self, outcome: FrameOutcome) -> None:
         self.status.frame_processed(len(outcome.faces))
+        self._count(outcome.counted)
         self.bus.publish("frame", outcome)
         for alarm in outcome.alarms:
             self.status.alarm()
@@ -300,6 +317,7 @@ class Service:
         try:
             if detection_changed(self.config, new):
                 pipeline = self._build_pipeline(new)
+                self._count(self.pipeline.finish())
                 self.pipeline.close()
                 self.pipeline = pipeline
                 log.info("detection settings changed: tracks and decisions start afresh")
@@ -318,6 +336,8 @@ class Service:
             self.capture = self._start_capture(new)
         if new.outputs != self.config.outputs or new.storage != self.config.storage:
             new = self._restart_outputs(new)
+        else:
+            self.stats.adopt(new)
         if new.stream != self.config.stream:
             log.info("[stream] changed: restarting the stream (its clients reconnect)")
             if self.stream is not None:
@@ -340,6 +360,7 @@ class Service:
             self.stream.stop()
         self.capture.stop()
         self.journal.stop()
+        self._count(self.pipeline.finish())
         self._stop_outputs()
         self.pipeline.close()
         self.notifier.close()

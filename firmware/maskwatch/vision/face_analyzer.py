@@ -147,7 +147,8 @@ class FaceAnalyzer:
         # A mesh that found no face has no pose to gate on: the presence floor holds back its
         # alarming verdicts, and a masked face stays masked.
         poses = [estimate_head_pose(m.points) if m.found else None for m in meshes]
-        crops = [self.classifier.crop(image, f) for f in faces]
+        aligned = [m.aligned(f) for f, m in zip(faces, meshes)]
+        crops = [self.classifier.crop(image, f) for f in aligned]
         reasons = [
             self.gates.check(image, f, c, p) for f, c, p in zip(faces, crops, poses)
         ]
@@ -162,7 +163,7 @@ class FaceAnalyzer:
         found: list[Classification] = []
         if todo:
             chosen = np.stack([crops[i] for i in todo])
-            batch = FaceBatch(image, [faces[i] for i in todo], chosen)
+            batch = FaceBatch(image, [aligned[i] for i in todo], chosen)
             confirmed = self.opinion.confirm_faces(batch, self.classifier.classify(chosen))
             found = self.opinion.check_wear(batch, confirmed)
         classes = dict(zip(todo, found))

@@ -65,7 +65,8 @@ def _verdict(probs: dict[str, float]) -> Classification:
 
 @dataclass(frozen=True)
 class FaceBatch:
-    """The faces of one frame being classified, with the main classifier's crops of them."""
+    """The faces of one frame being classified, with the main classifier's crops of them; each
+    face placed by its mesh where the mesh found one (:meth:`Mesh.aligned`)."""
 
     image: np.ndarray
     faces: list[Face]

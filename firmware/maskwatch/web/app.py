@@ -8,7 +8,8 @@ hand it a small fake:
 - ``bus``: the ``EventBus`` (the live view subscribes to "frame" while somebody watches);
 - ``store`` (optional, may be missing or None): the ``EventStore`` (``list_events``,
   ``count_events``, ``get_event``, ``snapshot_path``, ``stats``);
-- ``dispatcher`` (optional): ``health()`` per destination.
+- ``dispatcher`` (optional): ``health()`` per destination;
+- ``stats`` (optional): the ``ComplianceStats`` of the Statistics page and ``/api/stats``.
 
 Access (F21): every route but ``/healthz`` needs the admin login (a session cookie, or HTTP
 Basic auth as ``admin`` for scripts and Prometheus). Pages redirect to ``/login``; the API,
@@ -71,6 +72,7 @@ from maskwatch.web.health import assess_health
 from maskwatch.web.live import BOUNDARY, FrameHub, lower_thread_priority, mjpeg_stream
 from maskwatch.web.metrics import ServiceCollector, metrics_text
 from maskwatch.web.settings import add_settings_routes
+from maskwatch.web.stats import add_stats_routes
 
 log = logging.getLogger(__name__)
 
@@ -246,6 +248,15 @@ def create_app(service: Any, *, client_ip: Callable[[], str] | None = None,
         if "error" not in ev:
             data["events"] = ev.get("events", 0)
             data["pending"] = ev.get("pending", 0)
+        stats = getattr(service, "stats", None)
+        if stats is not None:
+            try:
+                today = stats.today()
+            except Exception:  # the metrics must not fail because of the statistics
+                log.exception("statistics for /metrics")
+            else:
+                data["people_today"] = today.counts
+                data["compliance_today_percent"] = today.compliance
         return data
 
     collector = ServiceCollector(snapshot, collector_web)
@@ -659,6 +670,7 @@ def create_app(service: Any, *, client_ip: Callable[[], str] | None = None,
                         mimetype="text/plain; version=0.0.4; charset=utf-8")
 
     add_settings_routes(app, service, api_error)
+    add_stats_routes(app, service, _params, parse_time_ms, ParamError)
     app.extensions["maskwatch"] = {"hub": hub, "gate": gate, "passwords": passwords,
                                    "sessions": sessions}
     return app

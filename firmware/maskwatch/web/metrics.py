@@ -15,6 +15,7 @@ from prometheus_client.core import (
 )
 
 STATES = ("starting", "active", "ir_mode", "outside_schedule", "stopping")
+PERSON_STATES = ("masked", "unmasked", "incorrect", "undecided", "static")
 
 
 def _num(value: Any) -> float:
@@ -88,6 +89,22 @@ class ServiceCollector:
             for key, family in families.items():
                 family.add_metric([name], _num(health.get(key)))
         yield from families.values()
+
+        people = s.get("people") or {}
+        counted = CounterMetricFamily("maskwatch_people", "people counted since start, by "
+                                      "decided state (compliance statistics)", labels=["state"])
+        for name in PERSON_STATES:
+            counted.add_metric([name], _num(people.get(name, 0)))
+        yield counted
+        if "people_today" in w:
+            today = GaugeMetricFamily("maskwatch_people_today", "people counted today (local "
+                                      "day), by decided state", labels=["state"])
+            for name in PERSON_STATES:
+                today.add_metric([name], _num(w["people_today"].get(name, 0)))
+            yield today
+            percent = w.get("compliance_today_percent")
+            yield gauge("compliance_today_percent", "masked share of today's decided people "
+                        "(NaN: nobody decided yet)", float("nan") if percent is None else percent)
 
         stream = s.get("stream") or {}
         if stream.get("enabled"):
