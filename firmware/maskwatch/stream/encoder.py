@@ -24,10 +24,6 @@ class Encoder:
     name: str
     pipeline: str  # gst-launch text: I420 system-memory video in, H.264 out
 
-    @property
-    def hardware(self) -> bool:
-        return self.name != "x264enc"
-
 
 def encoder_pipeline(name: str, config: StreamConfig) -> str:
     """The launch text for encoder ``name`` at the configured bit rate and frame rate."""
