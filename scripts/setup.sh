@@ -59,7 +59,7 @@ esac
 case ",$extras," in
     *,test,* | *,stream,*) apt_install gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-good \
         gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly gstreamer1.0-plugins-base-apps \
-        libgirepository1.0-dev libcairo2-dev pkg-config gcc ;;
+        libgirepository1.0-dev libcairo2-dev pkg-config gcc python3-dev ;;
 esac
 
 spec="$here"
