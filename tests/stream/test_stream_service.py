@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import signal
+import socket
 import time
 
 from conftest import require_data
@@ -133,3 +134,32 @@ def test_a_recorder_that_stops_reading_stalls_neither_detection_nor_another(serv
     assert service.proc.wait(10) == 0
     reader.close()
     hung.close()
+
+
+def test_a_stream_that_cannot_start_leaves_detection_running_and_is_retried_on_reload(
+        service_factory):
+    """The stream's port is taken at start: the service runs anyway, says why on the status
+    page and in /healthz, and a reload once the port is free starts the stream."""
+    require_stream_stack()
+    video = require_data("videos", "gituatu_nomask.mp4")
+    blocker = socket.create_server(("127.0.0.1", 0))
+    port = blocker.getsockname()[1]
+    service = service_factory(
+        f'[source]\nkind = "file"\npath = "{video}"\nloop = true\n'
+        f'[stream]\nenabled = true\nbind = "127.0.0.1"\nport = {port}\n')
+    service.wait_message("READY=1", START_TIMEOUT_S)
+    service.wait_line("stream: not available, detection and alarms go on without it", 30)
+    service.wait_line("ALARM ", 60)  # detection goes on
+    code, health = get(web_url(service) + "/healthz")
+    assert code == 503 and "video stream not running" in health["problems"]
+    set_password(service, PAGE_PASSWORD)
+    shown = status(service)["stream"]
+    assert not shown["running"] and f"127.0.0.1:{port}" in shown["error"]
+
+    blocker.close()
+    mark = len(service.lines)
+    service.proc.send_signal(signal.SIGHUP)
+    service.wait_line("config reloaded", 30, after=mark)
+    assert stream_port(service, after=mark) == port
+    assert video_size(discover(f"rtsp://127.0.0.1:{port}/live")) == (1280, 720)
+    assert status(service)["stream"]["running"]

@@ -338,8 +338,9 @@ class Service:
             new = self._restart_outputs(new)
         else:
             self.stats.adopt(new)
-        if new.stream != self.config.stream:
-            log.info("[stream] changed: restarting the stream (its clients reconnect)")
+        failed = self.stream is not None and not self.stream.running
+        if new.stream != self.config.stream or failed:
+            log.info("[stream] changed or not running: (re)starting the stream")
             if self.stream is not None:
                 self.stream.stop()
             self.stream = self._start_stream(new)

@@ -75,6 +75,10 @@ class RecorderStream:
         return True
 
     @property
+    def running(self) -> bool:
+        return self._server is not None
+
+    @property
     def port(self) -> int:
         return self._server.port if self._server is not None else self.config.port
 
@@ -83,7 +87,7 @@ class RecorderStream:
         server = self._server
         return {
             "enabled": True,
-            "running": server is not None,
+            "running": self.running,
             "port": self.port,
             "bind": self.config.bind,
             "mounts": [f.path for f in server.feeds] if server else [],
