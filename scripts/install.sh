@@ -106,7 +106,13 @@ ram_mb=$(awk '/^MemTotal:/ { print int($2 / 1024) }' /proc/meminfo)
     die "this device has $ram_mb MB of RAM; maskwatch needs a board with at least 1 GB"
 say "checks passed: $free_mb MB free disk, $ram_mb MB RAM"
 
-packages=(python3-venv)
+# The RTSP stream for recorders ([stream], off by default, so enabling it needs no install):
+# GStreamer's RTSP server through the system's PyGObject (python3-gi, built for this Python
+# and this GLib; the venv sees it through the system packages), H.264 parsing and RTP
+# (good, bad) and x264enc (ugly), the encoder where the board has no hardware one (Raspberry
+# Pi 5, generic machines). Jetson's nvv4l2h264enc comes with JetPack.
+packages=(python3-venv python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-base
+    gstreamer1.0-plugins-good gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly)
 case $board in
     # picamera2 comes from apt only (built against the system libcamera).
     pi) packages+=(python3-picamera2) ;;
@@ -114,6 +120,7 @@ case $board in
     jetson) packages+=(gstreamer1.0-tools) ;;
 esac
 [ "$edgetpu" -eq 1 ] && packages+=(libedgetpu1-std)
+say "apt packages needed: ${packages[*]}"
 missing=()
 for pkg in "${packages[@]}"; do
     dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
@@ -181,11 +188,13 @@ if [ "$skip_pip" = 1 ]; then
 else
     "$python" -c 'import sys; assert sys.version_info >= (3, 10)' 2>/dev/null ||
         die "Python 3.10 or newer is needed ($python is $("$python" --version 2>&1))"
-    venv_flags=()
-    # On a Raspberry Pi, picamera2 comes from apt and is seen through the system packages.
-    [ "$board" = pi ] && venv_flags+=(--system-site-packages)
+    # picamera2 (Raspberry Pi) and python3-gi (the stream) come from apt and are seen
+    # through the system packages; a venv made by an earlier version without them is opened.
     if [ ! -x "$venv/bin/python" ]; then
-        run "$python" -m venv "${venv_flags[@]}" "$venv"
+        run "$python" -m venv --system-site-packages "$venv"
+    elif grep -qs '^include-system-site-packages = false' "$venv/pyvenv.cfg"; then
+        run sed -i 's/^include-system-site-packages = false/include-system-site-packages = true/' \
+            "$venv/pyvenv.cfg"
     fi
     # A local directory is always reinstalled by pip, so this also updates.
     run "$venv/bin/python" -m pip install --quiet --disable-pip-version-check "$opt/src"

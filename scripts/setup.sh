@@ -52,6 +52,15 @@ fi
 case ",$extras," in
     *,test,*) apt_install gstreamer1.0-tools gstreamer1.0-plugins-base shellcheck systemd mosquitto socat openssl chromium ;;
 esac
+# The RTSP stream ([stream] and stream tests): GStreamer's RTSP server and encoders, and
+# gst-discoverer-1.0 as the tests' RTSP client. This venv does not see the system's
+# python3-gi, so pip builds PyGObject (extra "stream") against libgirepository1.0-dev and
+# libcairo2-dev (PyGObject 3.51+ needs girepository-2.0, which Debian 12 lacks).
+case ",$extras," in
+    *,test,* | *,stream,*) apt_install gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-good \
+        gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly gstreamer1.0-plugins-base-apps \
+        libgirepository1.0-dev libcairo2-dev pkg-config gcc python3-dev ;;
+esac
 
 spec="$here"
 [ -n "$extras" ] && spec="${here}[$extras]"

@@ -16,9 +16,10 @@ from conftest import REPO
 PACKAGE = REPO / "firmware" / "maskwatch"
 SHARED = {"maskwatch", "maskwatch.types", "maskwatch.redact", "maskwatch.alarm_format",
           "maskwatch.config"}
-# Data flows down this list; stages on one rank (outputs, web) do not use each other.
+# Data flows down this list; stages on one rank (outputs, web) do not use each other. The
+# stream draws its boxes as the page does (web's draw_faces), so it comes after web.
 RANK = {"sources": 1, "conditions": 2, "vision": 3, "decision": 4, "events": 5,
-        "outputs": 6, "web": 6, "service": 7, "cli": 8}
+        "outputs": 6, "web": 6, "stream": 7, "service": 8, "cli": 9}
 
 
 def module_name(path: Path) -> str:

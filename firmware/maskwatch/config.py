@@ -618,6 +618,18 @@ class OutputsConfig(Section):
         return self
 
 
+def bind_address(value: str) -> str:
+    """A listening address for the page or the stream: an IP address, not a host name."""
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        raise ValueError(
+            "bind must be an IP address: '0.0.0.0' (every IPv4 interface), '127.0.0.1' "
+            "(this device only), '::' (every interface) or one of the device's addresses"
+        ) from None
+    return value
+
+
 class WebConfig(Section):
     """The web page and its API (F19-F22), served by waitress; login required (F21)."""
 
@@ -645,14 +657,7 @@ class WebConfig(Section):
     @field_validator("bind")
     @classmethod
     def _ip_address(cls, value: str) -> str:
-        try:
-            ipaddress.ip_address(value)
-        except ValueError:
-            raise ValueError(
-                "bind must be an IP address: '0.0.0.0' (every IPv4 interface), '127.0.0.1' "
-                "(this device only), '::' (every interface) or one of the device's addresses"
-            ) from None
-        return value
+        return bind_address(value)
 
     @field_validator("public_url")
     @classmethod
@@ -679,6 +684,54 @@ class WebConfig(Section):
         return bool(self.tls_cert)
 
 
+class StreamConfig(Section):
+    """The RTSP stream for recorders (F30): the processed frames as H.264, for anyone with the
+    credentials; nothing is encoded while no client watches."""
+
+    enabled: bool = False
+    bind: str = Field("0.0.0.0", description="IP address to listen on; '::' = all IPv6")
+    port: int = Field(8554, ge=0, le=65535, description="0 = any free port (tests)")
+    width: int = Field(1280, ge=160, le=3840)
+    height: int = Field(720, ge=120, le=2160)
+    fps: int = Field(15, ge=1, le=60)
+    bitrate_kbps: int = Field(2000, ge=100, le=50000)
+    encoder: Literal["auto", "x264enc", "v4l2h264enc", "nvv4l2h264enc"] = "auto"
+    boxes: bool = Field(True, description="also serve /boxes: the stream with the boxes drawn")
+    stalled_client_timeout_s: int = Field(
+        30, ge=5, le=3600, description="a client that takes no data this long is dropped")
+    # password before user: the pair is checked on user, so that the error (which quotes the
+    # value checked) never shows the password.
+    password: str = Field("", max_length=256)
+    user: str = Field("", max_length=64, validate_default=True)
+    auth: Literal["digest", "basic"] = "digest"
+
+    @field_validator("bind")
+    @classmethod
+    def _ip_address(cls, value: str) -> str:
+        return bind_address(value)
+
+    @field_validator("width", "height")
+    @classmethod
+    def _even(cls, value: int) -> int:
+        if value % 2:
+            raise ValueError("must be even (H.264 stores colour at half resolution)")
+        return value
+
+    @field_validator("user")
+    @classmethod
+    def _user_with_password(cls, value: str, info: ValidationInfo) -> str:
+        if bool(value) != bool(info.data.get("password")):
+            raise ValueError("user and password go together: set both (clients must log in) "
+                             "or neither (anyone on the network may watch)")
+        if ":" in value:
+            raise ValueError("a user name cannot contain ':'")
+        return value
+
+    @property
+    def credentials(self) -> bool:
+        return bool(self.user)
+
+
 class Config(Section):
     device: DeviceConfig = DeviceConfig()
     runtime: RuntimeConfig = RuntimeConfig()
@@ -696,6 +749,7 @@ class Config(Section):
     storage: StorageConfig = StorageConfig()
     outputs: OutputsConfig = OutputsConfig()
     web: WebConfig = WebConfig()
+    stream: StreamConfig = StreamConfig()
 
 
 class ConfigError(Exception):

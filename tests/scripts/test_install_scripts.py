@@ -62,7 +62,7 @@ def test_dry_run_prints_the_steps_and_changes_nothing(tmp_path):
         and line.endswith(" maskwatch")
         for line in lines
     )
-    assert f"+ python3 -m venv {root}/opt/maskwatch/venv" in lines
+    assert f"+ python3 -m venv --system-site-packages {root}/opt/maskwatch/venv" in lines
     assert any(line.startswith(f"+ {root}/opt/maskwatch/venv/bin/python -m pip install") for line in lines)
     assert any("maskwatch setup --config" in line for line in lines)
     for command in ("daemon-reload", "enable maskwatch.service", "restart maskwatch.service"):
@@ -75,7 +75,7 @@ def test_dry_run_prints_the_steps_and_changes_nothing(tmp_path):
     ("board", "extra", "expected", "unexpected"),
     [
         ("pi", [], ["python3-picamera2", "--system-site-packages"], ["libedgetpu1-std"]),
-        ("jetson", [], ["gstreamer1.0-tools"], ["--system-site-packages", "python3-picamera2"]),
+        ("jetson", [], ["gstreamer1.0-tools"], ["python3-picamera2"]),
         ("generic", ["--edgetpu"], ["libedgetpu1-std"], ["python3-picamera2"]),
     ],
 )
@@ -85,6 +85,32 @@ def test_dry_run_board_specific_steps(tmp_path, board, extra, expected, unexpect
         assert text in out
     for text in unexpected:
         assert text not in out
+
+
+@pytest.mark.parametrize("board", ["pi", "jetson", "generic"])
+def test_every_board_gets_the_stream_packages_seen_by_the_venv(tmp_path, board):
+    """[stream] can be turned on without installing anything: the RTSP server, the encoders
+    and python3-gi, which the venv sees through the system packages."""
+    out = ok(run(INSTALL, "--dry-run", "--root", str(tmp_path), "--board", board))
+    for package in ("python3-gi", "gir1.2-gst-rtsp-server-1.0", "gstreamer1.0-plugins-bad",
+                    "gstreamer1.0-plugins-ugly"):
+        assert package in out
+    assert "-m venv --system-site-packages" in out
+
+
+def test_an_older_venv_is_opened_to_the_system_packages(tmp_path):
+    """A venv made by an earlier version (no system packages) is switched over on update, so
+    python3-gi becomes visible without reinstalling everything into a new venv."""
+    venv = tmp_path / "opt/maskwatch/venv"
+    (venv / "bin").mkdir(parents=True)
+    (venv / "bin/python").write_text("#!/bin/sh\n")
+    (venv / "bin/python").chmod(0o755)
+    (venv / "pyvenv.cfg").write_text("home = /usr/bin\ninclude-system-site-packages = false\n")
+    out = ok(run(INSTALL, "--dry-run", "--root", str(tmp_path), "--board", "generic"))
+    switch = [line for line in out.splitlines() if line.startswith("+ sed -i")]
+    assert len(switch) == 1 and switch[0].endswith(str(venv / "pyvenv.cfg"))
+    assert "include-system-site-packages" in switch[0]
+    assert "-m venv" not in out
 
 
 def test_install_creates_the_layout(installed):

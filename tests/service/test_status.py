@@ -66,6 +66,18 @@ def test_health_words_never_quote_the_details() -> None:
     assert assess_health(status.snapshot()).problems == []
 
 
+def test_an_enabled_stream_that_cannot_run_degrades_health_without_saying_why() -> None:
+    status = running(Clock())
+    status.update(stream={"enabled": True, "running": False, "port": 8554,
+                          "error": "cannot listen on 10.1.2.3:8554 for RTSP"})
+    health = assess_health(status.snapshot())
+    assert health.status == "degraded" and health.problems == ["video stream not running"]
+    status.update(stream={"enabled": True, "running": True})
+    assert assess_health(status.snapshot()).status == "ok"
+    status.update(stream={"enabled": False})
+    assert assess_health(status.snapshot()).status == "ok"
+
+
 def test_stopping_is_down_and_starting_degraded() -> None:
     clock = Clock()
     status = running(clock)

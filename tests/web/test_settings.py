@@ -29,6 +29,10 @@ secret = "s3cret-hmac-key"
 
 [storage]
 state_dir = "{state}"
+
+[stream]
+user = "nvr"
+password = "rtsp-pa55word"
 """
 
 
@@ -102,6 +106,9 @@ def test_secrets_are_write_only(client, config_file) -> None:
     hook = shown.json["settings"]["outputs"]["webhook"][0]
     assert hook["secret"] == "" and hook["secret_set"] is True
     assert "s3cret" not in shown.get_data(as_text=True)
+    stream = shown.json["settings"]["stream"]
+    assert stream["password"] == "" and stream["password_set"] is True
+    assert "rtsp-pa55" not in shown.get_data(as_text=True)
     # the page sends the destination back as shown: the secret stays as it was
     response = client.post("/api/settings/outputs", json={"webhook": [dict(hook, timeout_s=3)]},
                            headers=csrf(client))
@@ -110,7 +117,28 @@ def test_secrets_are_write_only(client, config_file) -> None:
     assert saved.secret == "s3cret-hmac-key" and saved.timeout_s == 3
     backup = client.get("/api/settings/config.toml")
     assert "s3cret" not in backup.get_data(as_text=True)
+    assert "rtsp-pa55" not in backup.get_data(as_text=True)
     assert "# Entrance camera, hall B" in backup.get_data(as_text=True)
+
+
+def test_the_stream_is_set_from_the_page_and_its_password_kept(client, service,
+                                                              config_file) -> None:
+    """As the stream form sends it: no password (blank = keep), the other keys changed."""
+    response = client.post("/api/settings/stream", json={
+        "enabled": True, "port": 9554, "width": 640, "height": 360, "fps": 10,
+        "bitrate_kbps": 1000, "boxes": False, "user": "nvr", "auth": "basic",
+    }, headers=csrf(client))
+    assert response.status_code == 200, response.json
+    stream = load_config(config_file).stream
+    assert (stream.enabled, stream.port, stream.width, stream.boxes, stream.auth) == (
+        True, 9554, 640, False, "basic")
+    assert stream.password == "rtsp-pa55word" and service.reloads == 1
+    # Without a user the password must go too: the answer names the field, the file stays.
+    before = config_file.read_bytes()
+    refused = client.post("/api/settings/stream", json={"user": ""}, headers=csrf(client))
+    assert refused.status_code == 400 and "stream.user" in refused.json["problems"]
+    assert "rtsp-pa55" not in refused.get_data(as_text=True)
+    assert config_file.read_bytes() == before
 
 
 def test_a_backup_restores_and_a_bad_upload_changes_nothing(client, config_file) -> None:
@@ -121,6 +149,7 @@ def test_a_backup_restores_and_a_bad_upload_changes_nothing(client, config_file)
     assert restored.status_code == 200, restored.json
     config = load_config(config_file)
     assert config.device.name == "hall-b" and config.outputs.webhook[0].secret == "s3cret-hmac-key"
+    assert config.stream.password == "rtsp-pa55word"
     before = config_file.read_bytes()
     for bad in ("", "[detector]\nmin_face = -1\n", "not = [toml"):
         answer = client.post("/api/settings/config.toml", data=bad.encode(),

@@ -8,6 +8,7 @@ The screenshot for the README is written to docs/screenshots/settings.png.
 
 from __future__ import annotations
 
+import socket
 import time
 from datetime import datetime
 
@@ -15,6 +16,7 @@ import cv2
 import numpy as np
 import pytest
 
+from stream_helpers import discover, require_stream_stack, video_size
 from test_tcp import JsonReceiver
 from test_web_browser import (
     CHROMIUM,
@@ -146,5 +148,58 @@ def test_settings_page_saves_validates_tests_outputs_draws_zones(service: Servic
             page.goto(service.base + "/live")
             page.locator("#state").filter(has_text="outside schedule").wait_for(timeout=20_000)
             assert not errors, errors
+        finally:
+            browser.close()
+
+
+def test_the_stream_is_turned_on_from_the_page_and_its_password_stays_hidden(
+        service: Service) -> None:
+    """F28 for F30: the stream form saves, the reload starts the stream with the login typed
+    on the page, and the page never shows that password again."""
+    require_stream_stack()
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    sync_api = _browser()
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True,
+                                    args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_context(bypass_csp=True).new_page()
+            errors: list[str] = []
+            page.on("pageerror", lambda exc: errors.append(str(exc)))
+            page.goto(service.base + "/settings")
+            page.fill("#password", PASSWORD)
+            page.click("#login")
+            page.wait_for_url("**/settings")
+            page.wait_for_function(
+                "document.querySelector('[name=\"stream.port\"]').value === '8554'")
+            form = page.locator('form[data-section="stream"]')
+            assert not form.locator('[name="stream.enabled"]').is_checked()
+            form.locator('[name="stream.enabled"]').check()
+            form.locator('[name="stream.port"]').fill(str(port))
+            form.locator('[name="stream.width"]').fill("640")
+            form.locator('[name="stream.height"]').fill("360")
+            form.locator('[name="stream.user"]').fill("nvr")
+            form.locator('[name="stream.password"]').fill("page-pa55word")
+            form.locator('button[type="submit"]').click()
+            page.wait_for_function("document.querySelector('form[data-section=\"stream\"] "
+                                   ".saved').textContent === 'Saved and applied.'")
+            assert form.locator('[name="stream.password"]').input_value() == ""
+
+            url = f"rtsp://nvr:page-pa55word@127.0.0.1:{port}/live"
+            deadline = time.monotonic() + 60
+            while video_size(discover(url)) != (640, 360):
+                assert time.monotonic() < deadline, "the stream did not start after the save"
+                time.sleep(1.0)
+
+            page.reload()
+            page.wait_for_function(
+                f"document.querySelector('[name=\"stream.port\"]').value === '{port}'")
+            secret = form.locator('[name="stream.password"]')
+            assert secret.input_value() == "" and "set" in secret.get_attribute("placeholder")
+            assert "page-pa55word" not in page.content()
+            assert 'password = "page-pa55word"' in service.config.read_text()
+            assert errors == [], errors
         finally:
             browser.close()

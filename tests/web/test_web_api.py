@@ -452,6 +452,19 @@ def test_metrics_parse_with_prometheus_client(user) -> None:
     assert families["maskwatch_alarms"].type == "counter"
 
 
+def test_stream_metrics_only_while_the_stream_is_on(service, user) -> None:
+    def samples() -> dict[str, float]:
+        text = user.get("/metrics").get_data(as_text=True)
+        return {s.name: s.value for f in text_string_to_metric_families(text)
+                for s in f.samples if s.name.startswith("maskwatch_stream")}
+
+    assert samples() == {}
+    service.status.update(stream={"enabled": True, "running": True, "clients": 2,
+                                  "encoding": ["/live"]})
+    assert samples() == {"maskwatch_stream_up": 1, "maskwatch_stream_clients": 2,
+                         "maskwatch_stream_mounts_encoding": 1}
+
+
 def test_a_stalled_loop_shows_in_health_and_metrics_and_recovers(app, service, user) -> None:
     """fps and health come from the age of the last processed frame, not the last value the
     loop wrote, so a loop that stops processing is seen at once (and recovers by itself)."""

@@ -3,6 +3,7 @@ that chains the stages. What other stages may use is exported here; the modules 
 own.
 """
 
+from maskwatch.decision.fps_gate import FpsGate
 from maskwatch.decision.pipeline import FrameOutcome, Pipeline, detection_changed
 
-__all__ = ["FrameOutcome", "Pipeline", "detection_changed"]
+__all__ = ["FpsGate", "FrameOutcome", "Pipeline", "detection_changed"]

@@ -39,6 +39,7 @@ from maskwatch.outputs import build_outputs
 from maskwatch.service.sd_notify import Notifier
 from maskwatch.service.status import ServiceStatus
 from maskwatch.sources import LatestFrameSlot, ReopeningSource, open_reopening_source
+from maskwatch.stream import RecorderStream
 from maskwatch.types import AlarmEvent, PersonCount
 from maskwatch.vision import FaceAnalyzer
 from maskwatch.web import WebServer, WebServerError
@@ -130,6 +131,7 @@ class Service:
         self._reload = threading.Event()
         self._ready_sent = False
         self.web: WebServer | None = None
+        self.stream: RecorderStream | None = None
 
     def start(self) -> None:
         """Load models and open the camera (separate from __init__ so signal handlers are in
@@ -138,6 +140,7 @@ class Service:
         self._start_outputs(self.config)
         self.capture = self._start_capture(self.config)
         self.journal = AlarmJournal(self.bus)
+        self.stream = self._start_stream(self.config)
         if self.config.web.enabled:
             # Binds, serves and answers its own /healthz before returning (WebServerError
             # otherwise), so READY below really means the page is up (F23).
@@ -210,6 +213,15 @@ class Service:
         capture = Capture(open_reopening_source(config.source, config.paths.models()), self.slot)
         capture.start()
         return capture
+
+    def _start_stream(self, config: Config) -> RecorderStream | None:
+        """The RTSP stream when enabled; one that cannot run is logged and shown on the
+        status page, and the service goes on without it."""
+        if not config.stream.enabled:
+            return None
+        stream = RecorderStream(config.stream, self.bus)
+        stream.start()
+        return stream
 
     def request_stop(self, *_: object) -> None:
         self._stop.set()
@@ -290,6 +302,7 @@ class Service:
             frames_dropped=self.slot.dropped,
             outputs=self.dispatcher.health(),
             event_log_error=self.recorder.last_error,
+            stream=self.stream.status() if self.stream else {"enabled": False},
         )
 
     def _apply_reload(self) -> None:
@@ -325,6 +338,12 @@ class Service:
             new = self._restart_outputs(new)
         else:
             self.stats.adopt(new)
+        failed = self.stream is not None and not self.stream.running
+        if new.stream != self.config.stream or failed:
+            log.info("[stream] changed or not running: (re)starting the stream")
+            if self.stream is not None:
+                self.stream.stop()
+            self.stream = self._start_stream(new)
         if new.web != self.config.web:
             log.warning("[web] changed: takes effect at the next restart "
                         "(systemctl restart maskwatch)")
@@ -338,6 +357,8 @@ class Service:
         self.notifier.stopping()
         if self.web is not None:
             self.web.stop()
+        if self.stream is not None:
+            self.stream.stop()
         self.capture.stop()
         self.journal.stop()
         self._count(self.pipeline.finish())

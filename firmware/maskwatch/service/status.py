@@ -51,6 +51,8 @@ class StatusFields:
     event_log_error: str = ""  # the last alarm the event log could not store
     # People counted since the start, by decided state (compliance statistics, F29).
     people: dict[str, int] = field(default_factory=dict)
+    # The RTSP stream for recorders (RecorderStream.status): where, who watches, any error.
+    stream: dict[str, object] = field(default_factory=lambda: {"enabled": False})
 
 
 class ServiceStatus:

@@ -4,6 +4,10 @@ waitress in a thread of the running service."""
 
 from maskwatch.web.app import create_app
 from maskwatch.web.auth import run_set_password
+from maskwatch.web.live import draw_faces, lower_thread_priority
 from maskwatch.web.server import WebServer, WebServerError
 
-__all__ = ["WebServer", "WebServerError", "create_app", "run_set_password"]
+__all__ = [
+    "WebServer", "WebServerError", "create_app", "draw_faces", "lower_thread_priority",
+    "run_set_password",
+]

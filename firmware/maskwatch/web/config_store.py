@@ -6,9 +6,9 @@ The result is validated exactly as ``maskwatch check-config`` validates a file; 
 result is written, atomically (temporary file, fsync, rename, fsync of the folder) with the
 previous version kept beside it as ``<name>.bak``. A failed save changes nothing.
 
-Secrets (a webhook's HMAC key, the MQTT password) are write-only: :func:`without_secrets`
-blanks them for anything shown to a browser, and a save that leaves one blank keeps the value
-the file holds for that destination.
+Secrets (a webhook's HMAC key, the MQTT password, the stream's password) are write-only:
+:func:`without_secrets` blanks them for anything shown to a browser, and a save that leaves one
+blank keeps the value the file holds for that destination (or section).
 """
 
 from __future__ import annotations
@@ -33,6 +33,8 @@ SECRETS = (
     ("outputs", "webhook", "secret", ("url",)),
     ("outputs", "mqtt", "password", ("host", "port", "username")),
 )
+# (section, key) of every secret that is one value of a section rather than of a destination.
+SECTION_SECRETS = (("stream", "password"),)
 MAX_FILE_BYTES = 64 * 1024
 
 
@@ -64,6 +66,9 @@ class ConfigStore:
             for destination in document.get(section, {}).get(kind, []):
                 if key in destination:
                     destination[key] = ""
+        for section, key in SECTION_SECRETS:
+            if key in document.get(section, {}):
+                document[section][key] = ""
         return tomlkit.dumps(document)
 
     def update(self, section: str, values: Mapping[str, Any]) -> Config:
@@ -90,6 +95,9 @@ class ConfigStore:
         old = self.read().unwrap()
         if "outputs" in document:
             keep_secrets("outputs", old.get("outputs", {}), document["outputs"])
+        for section, key in SECTION_SECRETS:
+            if section in document:
+                keep_secrets(section, old.get(section, {}), document[section])
         return self._save(document)
 
     def _save(self, document: tomlkit.TOMLDocument) -> Config:
@@ -128,13 +136,23 @@ def without_secrets(data: dict[str, Any]) -> dict[str, Any]:
         for destination in data.get(section, {}).get(kind, []):
             destination[f"{key}_set"] = bool(destination.get(key))
             destination[key] = ""
+    for section, key in SECTION_SECRETS:
+        if section in data:
+            data[section][f"{key}_set"] = bool(data[section].get(key))
+            data[section][key] = ""
     return data
 
 
 def keep_secrets(section: str, old: Mapping[str, Any], new: Any) -> None:
     """Where ``new`` (a tomlkit table of ``section``) leaves a secret blank or out, put back
-    the one the same destination had (same url, or same broker and user), and drop the
+    the one the same destination had (same url, or same broker and user; the section's own
+    for a secret of a section), and drop the
     ``<key>_set`` flags :func:`without_secrets` added."""
+    for wanted, key in SECTION_SECRETS:
+        if wanted == section:
+            new.pop(f"{key}_set", None)
+            if not new.get(key) and old.get(key):
+                new[key] = old[key]
     for wanted, kind, key, identity in SECRETS:
         if wanted != section or kind not in new:
             continue

@@ -54,5 +54,8 @@ def assess_health(s: Mapping[str, Any]) -> Health:
     failing = sum(1 for o in outputs.values() if o.get("state") in FAILED_OUTPUT_STATES)
     if failing:
         degraded.append(f"{failing} alarm output(s) not working")
+    stream = s.get("stream") or {}
+    if stream.get("enabled") and not stream.get("running"):
+        degraded.append("video stream not running")
     status = "down" if down else "degraded" if degraded else "ok"
     return Health(status, down + degraded)

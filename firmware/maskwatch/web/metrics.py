@@ -106,6 +106,13 @@ class ServiceCollector:
             yield gauge("compliance_today_percent", "masked share of today's decided people "
                         "(NaN: nobody decided yet)", float("nan") if percent is None else percent)
 
+        stream = s.get("stream") or {}
+        if stream.get("enabled"):
+            yield gauge("stream_up", "1 while the RTSP stream for recorders runs",
+                        bool(stream.get("running")))
+            yield gauge("stream_clients", "RTSP stream connections now", stream.get("clients"))
+            yield gauge("stream_mounts_encoding", "stream mounts being encoded now (0: no client)",
+                        len(stream.get("encoding") or []))
         yield gauge("web_viewers", "live-view connections now", w.get("viewers"))
         yield counter("web_frames_encoded", "live-view JPEGs encoded (once per frame)",
                       w.get("frames_encoded"))

@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 # Sections the page may change; [paths] and [storage] stay with the installer.
 EDITABLE = (
     "device", "schedule", "privacy", "outputs", "detector", "processing", "decision",
-    "gates", "ir", "source", "web",
+    "gates", "ir", "source", "web", "stream",
 )
 
 ApiError = Callable[..., Response]

@@ -56,24 +56,36 @@ async function save(form, sections) {
   return true;
 }
 
-// ---- simple forms: inputs named "<section>.<key>"
+// ---- simple forms: inputs and selects named "<section>.<key>"; a blank password is left
+// out, so the device keeps the one it has (secrets are write-only)
 function numberOr(input) {
   return input.type === "number" && input.value !== "" ? Number(input.value) : input.value;
 }
+const FIELDS = "input[name], select[name]";
 for (const form of document.querySelectorAll("form[data-section]")) {
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
     const sections = {};
-    for (const input of form.querySelectorAll("input[name]")) {
+    for (const input of form.querySelectorAll(FIELDS)) {
+      if (input.type === "password" && input.value === "") continue;
       const [section, key] = input.name.split(".");
-      (sections[section] = sections[section] || {})[key] = numberOr(input);
+      (sections[section] = sections[section] || {})[key] =
+        input.type === "checkbox" ? input.checked : numberOr(input);
     }
-    await save(form, sections);
+    if (!(await save(form, sections))) return;
+    for (const secret of form.querySelectorAll('input[type="password"]')) {
+      if (secret.value) secret.placeholder = "set (blank = keep)";
+      secret.value = "";
+    }
   });
 }
 function fillSimpleForms() {
-  for (const input of document.querySelectorAll("form[data-section] input[name]")) {
-    input.value = get(input.name, "", effective);
+  for (const input of document.querySelectorAll(`form[data-section] :is(${FIELDS})`)) {
+    if (input.type === "checkbox") input.checked = Boolean(get(input.name, false, effective));
+    else if (input.type === "password") {
+      input.value = "";
+      input.placeholder = get(input.name + "_set", false, effective) ? "set (blank = keep)" : "";
+    } else input.value = get(input.name, "", effective);
   }
 }
 

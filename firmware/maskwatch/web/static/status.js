@@ -14,6 +14,21 @@
     const d = Math.floor(s / 86400), h = Math.floor(s % 86400 / 3600), m = Math.floor(s % 3600 / 60);
     return (d ? d + " d " : "") + (d || h ? h + " h " : "") + m + " min " + (s % 60) + " s";
   }
+  // The RTSP addresses as a recorder reaches them: the host this page came from when the
+  // stream listens on every interface, else its own address. Never with the password.
+  function streamRows(st) {
+    if (!st.enabled) return [["Stream", "off ([stream] enabled = false)"]];
+    if (!st.running) return [["Stream", yes(false, "", "not running")], ["Why", st.error]];
+    let host = st.bind === "0.0.0.0" || st.bind === "::" ? location.hostname : st.bind;
+    if (host.includes(":") && !host.startsWith("[")) host = "[" + host + "]";
+    const urls = st.mounts.map((m) => "rtsp://" + host + ":" + st.port + m);
+    return [["Stream", yes(true, "running", "")],
+      ["URL", el("span", {}, ...urls.flatMap((u, i) => (i ? [el("br"), u] : [u])))],
+      ["Login", st.auth === "none" ? "none: anyone on the network may watch" : st.auth + ", user " + st.user],
+      ["Video", "H.264 " + st.size + " at " + st.fps + " fps, " + st.encoder],
+      ["Clients", st.clients + " now, " + st.clients_served + " since start"],
+      ["Encoding", st.encoding.length ? st.encoding.join(", ") : "nothing (no client)"]];
+  }
   async function load() {
     let s;
     try {
@@ -40,6 +55,7 @@
         ", " + s.web.viewers + " viewer(s)"],
       ["Event log", log.error ? log.error : log.events + " event(s), " + log.pending + " undelivered"],
       ["Config", s.config_error || "OK"]]);
+    fill("stream", streamRows(s.stream || {}));
     const outputs = Object.entries(s.outputs || {});
     document.querySelector("#outputs tbody").replaceChildren(...(outputs.length ? outputs.map(([name, o]) =>
       el("tr", {}, el("td", { textContent: name }), el("td", { textContent: o.state }),
