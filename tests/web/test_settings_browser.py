@@ -39,6 +39,15 @@ def live_jpeg(service: Service) -> np.ndarray:
     return cv2.imdecode(np.frombuffer(service.fetch("/live.jpg"), np.uint8), cv2.IMREAD_GRAYSCALE)
 
 
+def log_in_to_settings(page, service: Service, field: str, value: str) -> None:
+    """Log in on the settings page and wait until the form shows ``field`` = ``value``."""
+    page.goto(service.base + "/settings")
+    page.fill("#password", PASSWORD)
+    page.click("#login")
+    page.wait_for_url("**/settings")
+    page.wait_for_function(f"document.querySelector('[name=\"{field}\"]').value === '{value}'")
+
+
 def test_settings_page_saves_validates_tests_outputs_draws_zones(service: Service) -> None:
     sync_api = _browser()
     listener = JsonReceiver()
@@ -51,12 +60,7 @@ def test_settings_page_saves_validates_tests_outputs_draws_zones(service: Servic
             page = context.new_page()
             errors: list[str] = []
             page.on("pageerror", lambda exc: errors.append(str(exc)))
-            page.goto(service.base + "/settings")
-            page.fill("#password", PASSWORD)
-            page.click("#login")
-            page.wait_for_url("**/settings")
-            page.wait_for_function(
-                "document.querySelector('[name=\"detector.min_face\"]').value === '40'")
+            log_in_to_settings(page, service, "detector.min_face", "40")
 
             # A value out of range: its field says what is allowed, the file is unchanged.
             before = service.config.read_bytes()
@@ -168,12 +172,7 @@ def test_the_stream_is_turned_on_from_the_page_and_its_password_stays_hidden(
             page = browser.new_context(bypass_csp=True).new_page()
             errors: list[str] = []
             page.on("pageerror", lambda exc: errors.append(str(exc)))
-            page.goto(service.base + "/settings")
-            page.fill("#password", PASSWORD)
-            page.click("#login")
-            page.wait_for_url("**/settings")
-            page.wait_for_function(
-                "document.querySelector('[name=\"stream.port\"]').value === '8554'")
+            log_in_to_settings(page, service, "stream.port", "8554")
             form = page.locator('form[data-section="stream"]')
             assert not form.locator('[name="stream.enabled"]').is_checked()
             form.locator('[name="stream.enabled"]').check()
