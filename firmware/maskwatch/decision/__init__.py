@@ -4,6 +4,6 @@ own.
 """
 
 from maskwatch.decision.fps_gate import FpsGate
-from maskwatch.decision.pipeline import FrameOutcome, Pipeline, detection_changed
+from maskwatch.decision.pipeline import FrameOutcome, Pipeline, PipelineState, detection_changed
 
-__all__ = ["FpsGate", "FrameOutcome", "Pipeline", "detection_changed"]
+__all__ = ["FpsGate", "FrameOutcome", "Pipeline", "PipelineState", "detection_changed"]

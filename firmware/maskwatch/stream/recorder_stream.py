@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from maskwatch.config import StreamConfig
-from maskwatch.decision import FpsGate, FrameOutcome
+from maskwatch.decision import FpsGate, FrameOutcome, PipelineState
 from maskwatch.events import EventBus, Subscription
 from maskwatch.stream.encoder import Encoder, choose_encoder
 from maskwatch.stream.gst_stack import StreamUnavailable, load_rtsp_stack
@@ -32,7 +32,6 @@ log = logging.getLogger(__name__)
 
 LIVE, BOXES = "/live", "/boxes"
 WAIT_S = 0.25
-OUTSIDE_SCHEDULE = "outside_schedule"
 
 
 class RecorderStream:
@@ -143,7 +142,7 @@ class RecorderStream:
 
     def _push(self, outcome: FrameOutcome, feeds: dict[str, MountFeed]) -> None:
         image = outcome.frame.image
-        if getattr(outcome.state, "value", outcome.state) == OUTSIDE_SCHEDULE:
+        if outcome.state == PipelineState.OUTSIDE_SCHEDULE:
             image = np.zeros_like(image)
         feeds[LIVE].push(image)
         boxes = feeds.get(BOXES)
