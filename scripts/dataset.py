@@ -1,6 +1,7 @@
 """Classifier crops from ../shared/data for training and evaluation, cached on disk.
 
-Every crop is made the way the device makes it (our detector, our crop function). Synthetic
+Every crop is made the way the device makes it (our detector, our crop function and, with
+``aligned``, the face placed by the face mesh as the device places it). Synthetic
 mask examples are drawn by maskwatch.sources.mask_overlay on the unmasked training photos before
 cropping, so a drawn mask goes through exactly the resampling a real one would.
 """
@@ -10,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import multiprocessing
+import zlib
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -19,6 +21,7 @@ from maskwatch.cli.image_io import read_rgb
 from maskwatch.sources.mask_overlay import Placement, draw_mask, random_style
 from maskwatch.vision.face_crop import CROP_SIZE, CropGeometry
 from maskwatch.vision.face_detector import FaceDetector
+from maskwatch.vision.face_landmarks import FaceLandmarks
 from maskwatch.vision.nose_check import nose_patch
 from maskwatch.vision.photo_crops import find_photo_face
 
@@ -42,6 +45,12 @@ def list_faces(data: Path, split: str) -> list[tuple[str, int]]:
         for label in ("mask", "no_mask")
         for item in list_folder(data / "faces" / split / label, label)
     ]
+
+
+def held_out(path: str) -> bool:
+    """Whether a faces/train photo is in the validation split every training script holds out
+    (one in ten, by file name, so a photo's drawn-mask variants go with it)."""
+    return zlib.crc32(Path(path).name.encode()) % 10 == 0
 
 
 def source_of(path: str) -> str:
@@ -72,8 +81,12 @@ def make_crops(
     seed: int = 0,
     geometry: CropGeometry = CropGeometry(),
     nose_size: int = 0,
+    aligned: bool = False,
 ) -> dict[str, np.ndarray]:
     """Crops (x), labels (y), whether the detector found the face, and paths.
+
+    ``aligned``: each crop's face placed by the face mesh run on that very canvas (the drawn
+    mask included), as :class:`maskwatch.vision.face_analyzer.FaceAnalyzer` places it.
 
     ``nose_size``: nose patches of that size (maskwatch.vision.nose_check) instead of classifier
     crops; photos whose face the detector missed are left out, a patch needs keypoints.
@@ -85,6 +98,9 @@ def make_crops(
     """
     extra = f"{overlays}:{seed}:{geometry.scale}:{geometry.shift}"
     modules = CODE_FILES
+    if aligned:
+        extra += ":mesh"
+        modules += ("vision/face_landmarks",)
     if nose_size:
         extra += f":nose{nose_size}"
         modules += ("vision/nose_check",)
@@ -94,7 +110,7 @@ def make_crops(
         with np.load(cached) as z:
             return {k: z[k] for k in z.files}
     jobs = [
-        (path, label, overlays, seed, i, str(models_dir), geometry, nose_size)
+        (path, label, overlays, seed, i, str(models_dir), geometry, nose_size, aligned)
         for i, (path, label) in enumerate(items)
     ]
     rows: list[tuple[np.ndarray, int, bool, str, bool]] = []
@@ -123,23 +139,28 @@ def make_crops(
 
 
 _detector: FaceDetector | None = None
+_mesh: FaceLandmarks | None = None
 
 
-def _item_crops(job: tuple[str, int, str, int, int, str, CropGeometry, int]) -> list[tuple]:
+def _item_crops(job: tuple[str, int, str, int, int, str, CropGeometry, int, bool]) -> list[tuple]:
     """The crops of one photo: the photo itself and any masks drawn on it."""
-    global _detector
-    path, label, overlays, seed, index, models_dir, geometry, nose_size = job
+    global _detector, _mesh
+    path, label, overlays, seed, index, models_dir, geometry, nose_size, aligned = job
     if _detector is None:
         _detector = FaceDetector(Path(models_dir), min_face=16, score_threshold=0.5)
+        _mesh = FaceLandmarks(Path(models_dir))
     rng = np.random.default_rng([seed, index])
     photo = find_photo_face(read_rgb(path), _detector)
     if nose_size and photo.face is None:
         return []
 
     def cut(canvas: np.ndarray) -> np.ndarray:
-        if nose_size and photo.face is not None:
-            return nose_patch(canvas, photo.face, nose_size)
-        return photo.crop(canvas, geometry)
+        face = photo.face
+        if aligned and face is not None and _mesh is not None:
+            face = _mesh.run(canvas, [face])[0].aligned(face)
+        if nose_size and face is not None:
+            return nose_patch(canvas, face, nose_size)
+        return photo.crop(canvas, geometry, face)
 
     rows = []
     if overlays != "heldout":

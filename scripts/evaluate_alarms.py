@@ -6,11 +6,14 @@
 
 The scene photos and the wear/ photos are each split by file name into two fixed halves
 (:func:`half`: the first byte of the SHA-1 of the file name, even = validation, odd =
-held-out). The device path runs once on every scene photo and on every wear/ photo as given
-(256 px) and enlarged to 512 and 1024 px, with the pose and presence gates opened wide; a
-face-score floor and the presence floor are then chosen on the two validation halves together
-(:func:`choose`, one objective: net alarms) and every figure is printed on the full sets and
-on the held-out halves, for the chosen and for the configured thresholds. wear/ figures:
+held-out). The device path runs once on every scene photo, on every wear/ photo as given
+(256 px) and enlarged to 512 and 1024 px, and on the faces/train photos that every training
+script held out (dataset.held_out), with the pose and presence gates opened wide and the wear
+check's verdict left open (each face keeps the classifier's verdict and the nose check's
+P(uncovered)); a face-score floor, the presence floor and the wear check's two floors are then
+chosen on the two validation halves and those faces/train photos together (:func:`choose`,
+one objective: net alarms) and every figure is printed on the full sets and on the held-out
+halves, for the chosen and for the configured thresholds. wear/ figures:
 incorrectly worn photos whose largest face is flagged incorrect on the device
 (``incorrect_to_incorrect``) and correctly worn ones called mask (``correct_to_mask``); no
 face found counts as wrong; ``other_boxes_per_photo``: further detections per photo (each
@@ -51,12 +54,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
-from dataset import REPO
+import numpy as np
+from dataset import REPO, held_out
 
 from maskwatch.cli.detect import face_json
 from maskwatch.cli.image_io import read_rgb
 from maskwatch.config import Config
+from maskwatch.types import Label
 from maskwatch.vision.face_analyzer import FaceAnalyzer
+from maskwatch.vision.nose_check import NoseCheck
 from maskwatch.vision.photo_crops import find_photo_face
 
 log = logging.getLogger("evaluate_alarms")
@@ -66,11 +72,15 @@ INSIDE_SHARE = 0.7
 SIZES = (40, 24)
 # Gates the wide-open run still applies (pose, presence and a face-score floor are applied here).
 QUALITY_GATES = frozenset({"cut_by_edge", "blurred", "underexposed", "overexposed"})
-# A false alarm costs as much as this many alarms on unmasked or incorrectly masked faces.
+# A false alarm (on a masked face or on no face alike: the precision target counts both) costs
+# as much as this many alarms on unmasked or incorrectly masked faces.
 FALSE_ALARM_COST = 10
 SCORE_FLOORS = (0.0, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7)
 PRESENCE_FLOORS = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.98, 0.99, 0.995, 0.998,
                    0.999)
+# The wear check's two floors (maskwatch.vision.wear_check).
+UNCOVERED_FLOORS = (0.5, 0.7, 0.9)
+INCORRECT_FLOORS = (0.001, 0.003, 0.01, 0.03, 0.1, 0.3)
 WEAR_SIZES = (256, 512, 1024)
 # wear/ folders and the label their photos should get.
 WEAR_FOLDERS = (("correct", "mask"), ("incorrect", "incorrect"))
@@ -82,6 +92,8 @@ class Thresholds:
     min_presence: float
     max_yaw: float
     max_pitch: float
+    min_uncovered: float
+    min_incorrect_below_nose: float
 
 
 def half(name: str) -> str:
@@ -128,19 +140,40 @@ def match(truth: list[dict], preds: list[dict]) -> dict[int, int]:
 
 def device_label(pred: dict, th: Thresholds | None) -> str:
     """The label the device acts on: "gated" when a gate holds the face. ``th`` None: the
-    prediction's own "gate" key decides (output of the configured device)."""
+    prediction's own "gate" key decides (output of the configured device); otherwise the
+    prediction is the classifier's own, with the nose check's P(uncovered) of a face called
+    masked (``uncovered``), and the wear check runs here with ``th``'s floors."""
     if pred.get("gate") is not None and (th is None or pred["gate"] in QUALITY_GATES):
         return "gated"
     if th is None:
         return pred["label"]
+    label = pred["label"]
+    if (
+        label == "mask"
+        and pred.get("uncovered", 0.0) >= th.min_uncovered
+        and pred["probs"].get("incorrect", 1.0) >= th.min_incorrect_below_nose
+    ):
+        label = "incorrect"
     pose = pred.get("pose")
     if pose is not None and (abs(pose["yaw"]) > th.max_yaw or abs(pose["pitch"]) > th.max_pitch):
         return "gated"
-    if pred["label"] in ALARMS and (
+    if label in ALARMS and (
         pred["score"] < th.min_score or (pred.get("presence") or 0.0) < th.min_presence
     ):
         return "gated"
-    return pred["label"]
+    return label
+
+
+_MATCHES: dict[tuple, dict[int, int]] = {}
+
+
+def matches_of(truth: list[dict], preds: list[dict]) -> dict[int, int]:
+    """:func:`match`, worked out once per set of boxes (the thresholds do not move it, and
+    :func:`choose` scores the same photos thousands of times)."""
+    key = (tuple(tuple(t["box"]) for t in truth), tuple(tuple(p["box"]) for p in preds))
+    if key not in _MATCHES:
+        _MATCHES[key] = match(truth, preds)
+    return _MATCHES[key]
 
 
 def score(images: list[dict], detections: dict[str, list[dict]], size: float,
@@ -149,7 +182,7 @@ def score(images: list[dict], detections: dict[str, list[dict]], size: float,
     for image in images:
         name = Path(image["file"]).name
         truth, preds = image["faces"], detections[name]
-        matched = match(truth, preds)
+        matched = matches_of(truth, preds)
         by_truth = {ti: pi for pi, ti in matched.items()}
         labels = [device_label(p, th) for p in preds]
         for ti, t in enumerate(truth):
@@ -195,37 +228,45 @@ def subset(images: list[dict], which: str) -> list[dict]:
 
 
 def choose(
-    images: list[dict], detections: dict[str, list[dict]], wear: dict[str, dict | None]
+    images: list[dict], detections: dict[str, list[dict]], wear: dict[str, dict | None],
+    photos: dict[str, dict | None],
 ) -> Thresholds:
-    """The face-score and presence floors with the most net alarms on ``images`` (at >= 40 px,
-    the acceptance size and the device's default ``detector.min_face``) and ``wear`` together:
-    +1 for an alarm on an unmasked or incorrectly masked face, -1 for one on a masked face,
-    -FALSE_ALARM_COST for one on no labelled face. Both floors ask whether a detection is a
-    face at all; the wear photos (synthetic masks worn wrong, on faces BlazeFace scores 0.4-0.7)
-    are in the objective so that a floor cannot buy scene precision by hiding true faces.
-    A score floor of 0 is no floor (presence alone; the device has none, so a score floor
-    must earn its place: ties go to the lower one). Among presence floors that tie, the
-    highest wins: a false alarm costs FALSE_ALARM_COST alarms, so where the validation
-    photos cannot tell floors apart the one that lets the fewest doubtful faces alarm is
-    the safer bet.
+    """The face-score, presence and wear-check floors with the most net alarms on ``images``
+    (at >= 40 px, the acceptance size and the device's default ``detector.min_face``),
+    ``wear`` and ``photos`` together: +1 for an alarm on an unmasked or incorrectly masked
+    face, -FALSE_ALARM_COST for one on a masked face or on no labelled face, +1 / -1 for a
+    wear/ photo worn wrongly / rightly that alarms, -1 for a masked faces/train photo the
+    wear check calls incorrect (:func:`photo_net`). The
+    score and presence floors ask whether a detection is a face at all; the wear photos
+    (synthetic masks worn wrong, on faces BlazeFace scores 0.4-0.7) are in the objective so
+    that a floor cannot buy scene precision by hiding true faces. The wear check's floors
+    trade masks worn below the nose found (wear/) against masked faces called incorrect
+    (scenes, and the faces/train photos no model was trained on). A score floor of 0 is no
+    floor (presence alone; the device has none, so a score floor must earn its place: ties
+    go to the lower one). Among presence floors that tie, the highest wins: a false alarm
+    costs FALSE_ALARM_COST alarms, so where the validation photos cannot tell floors apart
+    the one that lets the fewest doubtful faces alarm is the safer bet; likewise the wear
+    floors that tie go to the stricter ones.
 
     The pose range stays the SPEC's (F3): faces beyond it are never alarmed on by
     definition, and on these photos they are true unmasked faces, so widening the range can
     only look better here. The mesh also reads a full profile as 61-63 degrees of yaw (its
     far side is guessed), which leaves no room to widen the yaw range safely."""
     spec = configured()
+    grid = itertools.product(SCORE_FLOORS, PRESENCE_FLOORS, UNCOVERED_FLOORS, INCORRECT_FLOORS)
     return max(
-        (Thresholds(score_floor, presence_floor, spec.max_yaw, spec.max_pitch)
-         for score_floor, presence_floor in itertools.product(SCORE_FLOORS, PRESENCE_FLOORS)),
+        (Thresholds(score_floor, presence_floor, spec.max_yaw, spec.max_pitch, uncovered, wrong)
+         for score_floor, presence_floor, uncovered, wrong in grid),
         key=lambda th: (
-            _net(score(images, detections, 40, th)) + wear_net(wear, th),
-            -th.min_score, th.min_presence,
+            _net(score(images, detections, 40, th)) + wear_net(wear, th)
+            + photo_net(photos, th),
+            -th.min_score, th.min_presence, th.min_uncovered, th.min_incorrect_below_nose,
         ),
     )
 
 
 def _net(row: dict) -> float:
-    return row["alarms"] - row["false_alarms"] - FALSE_ALARM_COST * row["false_alarms_no_face"]
+    return row["alarms"] - (1 + FALSE_ALARM_COST) * row["false_alarms"]
 
 
 def device_config(models: Path, int8: bool) -> Config:
@@ -235,32 +276,51 @@ def device_config(models: Path, int8: bool) -> Config:
     config.runtime.accelerator = "cpu"
     if int8:
         cls = config.classifier
-        for key in ("model", "confirm_model", "nose_model", "wear_model"):
+        for key in ("model", "nose_model"):
             setattr(cls, key, getattr(cls, key).replace("_float.", "_int8."))
     return config
 
 
-def wide_open(models: Path, int8: bool, min_face: int = 20) -> FaceAnalyzer:
-    """The device path with the pose and presence gates wide open (and a smaller
-    ``min_face`` for the scenes, so that the >= 24 px figures can be made)."""
-    config = device_config(models, int8)
-    config.detector.min_face = min_face
-    config.gates.max_yaw_deg = config.gates.max_pitch_deg = 90.0
-    config.gates.min_presence = 0.0
-    return FaceAnalyzer(config)
+class WideOpen:
+    """The device path with the pose and presence gates opened wide and the wear check left
+    to :func:`device_label`: each face keeps the classifier's own verdict, and one called
+    masked carries the nose check's P(uncovered) (``uncovered``) of its mesh-placed nose."""
+
+    def __init__(self, models: Path, int8: bool, min_face: int = 20) -> None:
+        config = device_config(models, int8)
+        self.nose = NoseCheck(config.paths.models(), config.classifier.nose_model)
+        config.classifier.nose_model = ""
+        config.detector.min_face = min_face
+        config.gates.max_yaw_deg = config.gates.max_pitch_deg = 90.0
+        config.gates.min_presence = 0.0
+        self.analyzer = FaceAnalyzer(config)
+
+    def faces(self, image: np.ndarray) -> list[dict]:
+        """``maskwatch detect --json``'s faces of ``image``, plus ``uncovered``."""
+        results = self.analyzer.analyze(image, classify_gated=True)
+        records = [face_json(r) for r in results]
+        masked = [i for i, r in enumerate(results) if r.classification.label == Label.MASK]
+        if masked:
+            found = [results[i].face for i in masked]
+            meshes = self.analyzer.landmarks.run(image, found)
+            placed = [m.aligned(f) for m, f in zip(meshes, found)]
+            for i, p in zip(masked, self.nose.uncovered(image, placed)):
+                records[i]["uncovered"] = round(float(p), 4)
+        return records
+
+    def largest(self, image: np.ndarray) -> dict | None:
+        """The largest face's record with ``other_boxes``, the number of further detections
+        (None: no face found)."""
+        records = self.faces(image)
+        if not records:
+            return None
+        widest = max(records, key=lambda r: r["box"][2] - r["box"][0])
+        return {**widest, "other_boxes": len(records) - 1}
 
 
-def detect_all(
-    scenes: Path, analyzer: FaceAnalyzer, images: list[dict]
-) -> dict[str, list[dict]]:
+def detect_all(scenes: Path, wide: WideOpen, images: list[dict]) -> dict[str, list[dict]]:
     """The wide-open device path on every scene photo."""
-    return {
-        Path(i["file"]).name: [
-            face_json(r)
-            for r in analyzer.analyze(read_rgb(scenes / i["file"]), classify_gated=True)
-        ]
-        for i in images
-    }
+    return {Path(i["file"]).name: wide.faces(read_rgb(scenes / i["file"])) for i in images}
 
 
 def wear_photos(data: Path) -> list[tuple[int, str, Path]]:
@@ -281,18 +341,29 @@ def wear_subset(wear: dict[str, dict | None], which: str) -> dict[str, dict | No
     }
 
 
-def detect_wear(data: Path, analyzer: FaceAnalyzer) -> dict[str, dict | None]:
+def detect_wear(data: Path, wide: WideOpen) -> dict[str, dict | None]:
     """The wide-open device path's largest face of every wear/ photo at every size (None: no
     face found)."""
-    found: dict[str, dict | None] = {}
-    for size, key, path in wear_photos(data):
-        image = cv2.resize(read_rgb(path), (size, size), interpolation=cv2.INTER_LINEAR)
-        results = analyzer.analyze(image, classify_gated=True)
-        found[key] = {
-            **face_json(max(results, key=lambda r: r.face.width)),
-            "other_boxes": len(results) - 1,
-        } if results else None
-    return found
+    return {
+        key: wide.largest(
+            cv2.resize(read_rgb(path), (size, size), interpolation=cv2.INTER_LINEAR)
+        )
+        for size, key, path in wear_photos(data)
+    }
+
+
+def detect_photos(data: Path, wide: WideOpen) -> dict[str, dict | None]:
+    """The wide-open device path's largest face of every faces/train photo in the split every
+    training script held out ("<label>/<file name>"; None: no face found), each photo on a
+    grey canvas as in training."""
+    return {
+        f"{label}/{path.name}": wide.largest(
+            find_photo_face(read_rgb(path), wide.analyzer.detector).canvas
+        )
+        for label in ("mask", "no_mask")
+        for path in sorted((data / "faces/train" / label).glob("*.jpg"))
+        if held_out(str(path))
+    }
 
 
 def wear_score(wear: dict[str, dict | None], th: Thresholds | None, which: str) -> list[dict]:
@@ -322,6 +393,35 @@ def wear_net(wear: dict[str, dict | None], th: Thresholds) -> int:
         if pred is not None and device_label(pred, th) in ALARMS:
             net += 1 if key.split("/")[1] == "incorrect" else -1
     return net
+
+
+def photo_net(photos: dict[str, dict | None], th: Thresholds) -> int:
+    """Minus the masked held-out faces/train photos the wear check calls incorrect: the
+    photos are web crops with a face in each, so they speak for the wear check's floors only
+    (drawings, pink and printed masks whose nose looks bare), not for whether a detection is
+    a face."""
+    return -sum(
+        1 for key, pred in photos.items()
+        if key.startswith("mask/") and pred is not None and pred["label"] == "mask"
+        and device_label(pred, th) == "incorrect"
+    )
+
+
+def photo_score(photos: dict[str, dict | None], th: Thresholds) -> list[dict]:
+    """Share of the held-out faces/train photos of each label that alarm, and of the masked
+    ones the wear check calls incorrect (no face found: no alarm)."""
+    rows = []
+    for label in ("mask", "no_mask"):
+        found = [p for k, p in photos.items() if k.startswith(f"{label}/") and p is not None]
+        total = sum(k.startswith(f"{label}/") for k in photos)
+        labels = [(p["label"], device_label(p, th)) for p in found]
+        row = {"label": label, "photos": total,
+               "alarmed": round(sum(d in ALARMS for _, d in labels) / total, 4)}
+        if label == "mask":
+            flagged = sum(own == "mask" and d == "incorrect" for own, d in labels)
+            row["called_incorrect_by_the_wear_check"] = round(flagged / total, 4)
+        rows.append(row)
+    return rows
 
 
 def photo_figures(data: Path, models: Path, int8: bool = False) -> list[dict]:
@@ -355,8 +455,9 @@ def photo_figures(data: Path, models: Path, int8: bool = False) -> list[dict]:
 
 def configured() -> Thresholds:
     cfg = Config()
-    return Thresholds(0.0, cfg.gates.min_presence,
-                      cfg.gates.max_yaw_deg, cfg.gates.max_pitch_deg)
+    return Thresholds(0.0, cfg.gates.min_presence, cfg.gates.max_yaw_deg,
+                      cfg.gates.max_pitch_deg, cfg.classifier.min_uncovered,
+                      cfg.classifier.min_incorrect_below_nose)
 
 
 def report(images: list[dict], detections: dict[str, list[dict]],
@@ -393,16 +494,18 @@ def main() -> int:
         return 0
     if args.cache is not None and args.cache.is_file():
         cached = json.loads(args.cache.read_text())
-        detections, wear = cached["scenes"], cached["wear"]
+        detections, wear, photos = cached["scenes"], cached["wear"], cached["photos"]
     else:
-        detections = detect_all(scenes, wide_open(args.models, args.int8), images)
-        wear = detect_wear(
-            args.data, wide_open(args.models, args.int8, Config().detector.min_face)
-        )
+        detections = detect_all(scenes, WideOpen(args.models, args.int8), images)
+        device_size = WideOpen(args.models, args.int8, Config().detector.min_face)
+        wear = detect_wear(args.data, device_size)
+        photos = detect_photos(args.data, device_size)
         if args.cache is not None:
-            args.cache.write_text(json.dumps({"scenes": detections, "wear": wear}))
+            args.cache.write_text(
+                json.dumps({"scenes": detections, "wear": wear, "photos": photos})
+            )
     chosen = choose(
-        subset(images, "validation"), detections, wear_subset(wear, "validation")
+        subset(images, "validation"), detections, wear_subset(wear, "validation"), photos
     )
     print("chosen on validation:", json.dumps(chosen.__dict__))
     print("configured:", json.dumps(configured().__dict__))
@@ -412,6 +515,8 @@ def main() -> int:
         for which in ("full", "heldout", "validation"):
             for row in wear_score(wear, th, which):
                 print(name, "wear", json.dumps({"set": which, **row}))
+        for row in photo_score(photos, th):
+            print(name, "faces/train held out", json.dumps(row))
     if args.photos:
         for row in photo_figures(args.data, args.models, args.int8):
             print("photos", json.dumps(row))

@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
 """Print every accuracy figure of the mask classifier from ../shared/data in one run.
 
-For the shipped classifier stack (main classifier, confirming classifier, nose check: see
-maskwatch.vision.second_opinion), float and int8, the main classifier alone and with the second
-opinions:
+For the shipped classifiers (the mask classifier and the nose check of the wear check:
+maskwatch.vision.wear_check), float and int8, the mask classifier alone and with the wear check,
+on crops placed by the face mesh as on the device:
   1. faces/test: recall of mask and no_mask
   2. wear/ (synthetic, evaluation only): incorrect recall, correctly worn labelled mask
   3. held-out overlays: masks in colours and patterns training never used, drawn on the
@@ -29,11 +29,10 @@ from score_scenes import score
 from maskwatch.cli.detect import face_json
 from maskwatch.cli.image_io import read_rgb
 from maskwatch.config import ClassifierConfig, Config
-from maskwatch.types import Label
 from maskwatch.vision.face_analyzer import FaceAnalyzer
 from maskwatch.vision.mask_classifier import MaskClassifier, model_crop
 from maskwatch.vision.nose_check import NoseCheck
-from maskwatch.vision.second_opinion import SecondOpinion, WearRules
+from maskwatch.vision.wear_check import WearCheck, WearRules
 
 log = logging.getLogger("evaluate_classifier")
 
@@ -45,57 +44,42 @@ POSE_QUALITY = frozenset(
 
 
 def classify_all(classifier: MaskClassifier, crops: np.ndarray, batch: int = 64) -> list:
+    """Verdicts as the device makes them: each crop with its mirror image."""
     results = []
     for start in range(0, len(crops), batch):
-        results += classifier.classify(crops[start : start + batch])
+        results += classifier.classify(crops[start : start + batch], mirrored=True)
     return results
 
 
 class Judge:
-    """The device's verdict on data-set crops: the main classifier, then the second opinions
-    (maskwatch.vision.second_opinion) with nose patches and wear crops made from the same photos."""
+    """The device's verdict on data-set crops: the mask classifier, then the wear check
+    (maskwatch.vision.wear_check) with nose patches made from the same photos."""
 
-    def __init__(
-        self, models: Path, main: str, confirm: str, nose: str, wear: str, cache: Path
-    ) -> None:
+    def __init__(self, models: Path, main: str, nose: str, cache: Path) -> None:
         self.models, self.cache = models, cache
         self.main = MaskClassifier(models, main)
-        self.opinion = SecondOpinion(
-            self.main,
-            MaskClassifier(models, confirm) if confirm else None,
-            NoseCheck(models, nose) if nose else None,
-            WearRules.of(ClassifierConfig()),
-            MaskClassifier(models, wear) if wear else None,
+        self.wear = WearCheck(
+            NoseCheck(models, nose) if nose else None, WearRules.of(ClassifierConfig())
         )
 
     def labels(
         self, items: list, crops: dict, overlays: str = "", seed: int = 0
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Class index per crop (CLASSES order), alone and with the second opinions."""
+        """Class index per crop (CLASSES order), alone and with the wear check."""
         verdicts = classify_all(self.main, crops["x"])
         alone = np.array([CLASSES.index(v.label.value) for v in verdicts])
-        verdicts = self.opinion.confirm_verdicts(verdicts, lambda chosen: crops["x"][chosen])
-        nose, wear = self.opinion.nose, self.opinion.wear
+        nose = self.wear.nose
         # Photos whose face the detector missed have no patch: no nose seen uncovered.
         uncovered = {}
         if nose is not None:
             patches = make_crops(
-                items, self.models, self.cache, overlays, seed, nose_size=nose.input_size
+                items, self.models, self.cache, overlays, seed, nose_size=nose.input_size,
+                aligned=True,
             )
             uncovered = dict(zip(patches["paths"], nose.classify_patches(patches["x"])))
-        incorrect = np.zeros(len(crops["x"]))
-        if wear is not None:
-            framed = make_crops(items, self.models, self.cache, overlays, seed, wear.geometry)
-            x = framed["x"]
-            probs = np.concatenate(
-                [wear.probabilities(x[i : i + 64]) for i in range(0, len(x), 64)]
-            )
-            by_path = dict(zip(framed["paths"], probs[:, wear.classes.index(Label.INCORRECT)]))
-            incorrect = np.array([by_path.get(p, 0.0) for p in crops["paths"]])
-        verdicts = self.opinion.wear_verdicts(
+        verdicts = self.wear.judge(
             verdicts,
             lambda chosen: np.array([uncovered.get(crops["paths"][i], 0.0) for i in chosen]),
-            lambda chosen: incorrect[chosen],
         )
         return alone, np.array([CLASSES.index(v.label.value) for v in verdicts])
 
@@ -134,16 +118,8 @@ def main() -> int:
     parser.add_argument("--models", type=Path, default=REPO / "models")
     parser.add_argument("--stem", default=shipped.model.removesuffix("_float.tflite"))
     parser.add_argument(
-        "--confirm", default=shipped.confirm_model.removesuffix("_float.tflite"),
-        help='stem of the confirming classifier ("" = none)',
-    )
-    parser.add_argument(
         "--nose", default=shipped.nose_model.removesuffix("_float.tflite"),
         help='stem of the nose check ("" = none)',
-    )
-    parser.add_argument(
-        "--wear", default=shipped.wear_model.removesuffix("_float.tflite"),
-        help='stem of the wear classifier ("" = none)',
     )
     parser.add_argument("--cache", type=Path, default=Path.home() / ".cache/maskwatch")
     parser.add_argument("--skip-scenes", action="store_true")
@@ -163,13 +139,15 @@ def main() -> int:
     }
     seed = {"": 0, "heldout": 99}
     crops = {
-        name: make_crops(items, args.models, args.cache, overlays, seed[overlays], geometry)
+        name: make_crops(
+            items, args.models, args.cache, overlays, seed[overlays], geometry, aligned=True
+        )
         for name, (items, overlays) in sets.items()
     }
 
     report: dict[str, dict] = {}
     for kind in ("float", "int8"):
-        stems = (args.stem, args.confirm, args.nose, args.wear)
+        stems = (args.stem, args.nose)
         files = [f"{stem}_{kind}.tflite" if stem else "" for stem in stems]
         judge = Judge(args.models, *files, args.cache)
         labels = {
@@ -177,7 +155,7 @@ def main() -> int:
             for name, (items, overlays) in sets.items()
         }
         figures: dict[str, object] = {}
-        for view, which in (("alone", 0), ("with second opinions", 1)):
+        for view, which in (("alone", 0), ("with the wear check", 1)):
             test, wear, held = (labels[n][which] for n in ("test", "wear", "heldout"))
             figures[view] = {
                 "faces_test_recall": recall_of(test, crops["test"]["y"]),
@@ -187,18 +165,15 @@ def main() -> int:
                 "heldout_overlay_images": int(len(held)),
             }
         if not args.skip_scenes:
-            device = ClassifierConfig(
-                model=files[0], confirm_model=files[1], nose_model=files[2], wear_model=files[3]
-            )
+            device = ClassifierConfig(model=files[0], nose_model=files[1])
             figures["scenes"] = scene_figures(device, args.models, args.data / "scenes/andrewmvd")
         report[kind] = figures
     if args.json:
         print(json.dumps(report, indent=2))
         return 0
     for kind, figures in report.items():
-        print(f"== {kind}: {args.stem}, confirmed by {args.confirm or '-'}, "
-              f"nose check {args.nose or '-'}, wear check {args.wear or '-'}")
-        for view in ("alone", "with second opinions"):
+        print(f"== {kind}: {args.stem}, nose check {args.nose or '-'}")
+        for view in ("alone", "with the wear check"):
             for key, value in figures[view].items():
                 print(f"  {view}: {key}: {value}")
         for row in figures.get("scenes", []):

@@ -5,14 +5,15 @@
     python scripts/score_scenes.py det.jsonl ../shared/data/scenes/andrewmvd/annotations.json
 
 A prediction matches a labelled face at IoU >= 0.4 (greedy, best IoU first). For each minimum
-size (shorter side of the labelled box) it prints face recall, no_mask recall and no_mask
-precision, where an unmatched no_mask prediction of at least that size is a false alarm and
-faces smaller than the size are left out on both sides. `incorrect` faces are reported on
-their own: what the predictions called them; and how many masked faces were called incorrect
-(an alarm class too).
+size (shorter side of the labelled box) it prints face recall, the share of unmasked faces
+that alarm (labelled no_mask or incorrect: both alarm, by one rule) and the alarms'
+precision, where an alarm on a masked face or an unmatched alarm of at least that size is a
+false alarm, one on an unmasked or incorrectly masked face a true one, and faces smaller than
+the size are left out on both sides. `incorrect` faces are reported on their own too: what the
+predictions called them; and how many masked faces were called incorrect.
 
 A prediction with a "gate" (the device would not alarm on it: F3 pose, F4 quality, low face
-score) counts as no alarm, i.e. as if not labelled no_mask, unless the gate is listed in
+presence) counts as no alarm unless the gate is listed in
 --ignore-gates; `--ignore-gates pose_out_of_range cut_by_edge` scores the classifier on faces
 the device leaves out by design.
 """
@@ -26,6 +27,7 @@ from collections import Counter
 from pathlib import Path
 
 MATCH_IOU = 0.4
+ALARMS = ("no_mask", "incorrect")
 
 
 def iou(a: list[float], b: list[float]) -> float:
@@ -74,7 +76,7 @@ def score(
     min_side: float,
     ignore_gates: frozenset[str] = frozenset(),
 ) -> dict:
-    faces = found = nm_total = nm_found = nm_tp = nm_fp = mask_as_incorrect = 0
+    faces = found = unmasked = alarmed = tp = fp = mask_as_incorrect = 0
     incorrect_as: Counter[str] = Counter()
     for image in annotations["images"]:
         name = Path(image["file"]).name
@@ -91,34 +93,29 @@ def score(
             faces += 1
             found += pi is not None
             if t["label"] == "no_mask":
-                nm_total += 1
-                nm_found += label == "no_mask"
+                unmasked += 1
+                alarmed += label in ALARMS
             elif t["label"] == "incorrect":
                 incorrect_as[label] += 1
             else:
                 mask_as_incorrect += label == "incorrect"
         for pi, p in enumerate(preds):
-            if device_label(p, ignore_gates) != "no_mask":
+            if device_label(p, ignore_gates) not in ALARMS:
                 continue
             ti = matched.get(pi)
             if ti is None:
-                nm_fp += shorter_side(p["box"]) >= min_side
-                continue
-            t = truth[ti]
-            if shorter_side(t["box"]) < min_side or t["label"] == "incorrect":
-                continue
-            if t["label"] == "no_mask":
-                nm_tp += 1
-            else:
-                nm_fp += 1
+                fp += shorter_side(p["box"]) >= min_side
+            elif shorter_side(truth[ti]["box"]) >= min_side:
+                tp += truth[ti]["label"] in ALARMS
+                fp += truth[ti]["label"] == "mask"
     return {
         "min_side": min_side,
         "faces": faces,
         "face_recall": round(found / faces, 4) if faces else None,
-        "no_mask_faces": nm_total,
-        "no_mask_recall": round(nm_found / nm_total, 4) if nm_total else None,
-        "no_mask_precision": round(nm_tp / (nm_tp + nm_fp), 4) if nm_tp + nm_fp else None,
-        "no_mask_false_alarms": nm_fp,
+        "unmasked_faces": unmasked,
+        "unmasked_alarmed": round(alarmed / unmasked, 4) if unmasked else None,
+        "alarm_precision": round(tp / (tp + fp), 4) if tp + fp else None,
+        "false_alarms": fp,
         "incorrect_predicted_as": dict(incorrect_as),
         "mask_predicted_incorrect": mask_as_incorrect,
     }

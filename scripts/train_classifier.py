@@ -17,52 +17,35 @@ import logging
 import os
 import sys
 import time
-import zlib
 from pathlib import Path
 
 import cv2
 import numpy as np
-from dataset import CLASSES, list_faces, make_crops, recall_by_class, source_of
+from dataset import (
+    CLASSES,
+    held_out,
+    list_faces,
+    make_crops,
+    recall_by_class,
+    source_of,
+)
 
-from maskwatch.sources.mask_overlay import fabric_patch
 from maskwatch.sources.model_fetch import ASSETS, sha256_of
 from maskwatch.vision.face_crop import CROP_SIZE, CropGeometry
 from maskwatch.vision.mask_classifier import MANIFEST
-from maskwatch.vision.photo_crops import PAD_GREY
 
 log = logging.getLogger("train_classifier")
 
-# v1: mask / no_mask on the photos as they are (the shipped default).
-# v2: mask / no_mask / incorrect, adding masks drawn on the no_mask photos (experimental:
-#     see models/README.md for why it is not the default yet).
-# v3: mask / no_mask with correctly worn masks drawn on the no_mask photos (the same face
-#     with and without a mask: the mouth and nose, not the photo style, must decide), face
-#     turns, tilts and frame-edge cuts in the augmentation, and hard examples weighted up.
-# v5: v4 with the grey canvas around the training photos (they are cut tight at the chin,
-#     scene faces have a neck and clothes there) filled with fabric in most crops, so that
-#     "something below the chin" cannot stand for an incorrectly worn mask.
-# v4: v3's training with three classes (drawn incorrect masks) and crops reaching below the
-#     chin (scale 1.25, centre moved 8 % of the box towards the chin), where a mask worn on
-#     the chin, or a beard, shows.
-RECIPES = {
-    "v1": {"classes": CLASSES[:2], "overlays": "", "strong_augment": False, "hard_mining": False},
-    "v2": {"classes": CLASSES, "overlays": "train", "strong_augment": False, "hard_mining": False},
-    "v3": {
-        "classes": CLASSES[:2], "overlays": "train", "strong_augment": True, "hard_mining": True,
-    },
-    "v4": {
-        "classes": CLASSES, "overlays": "train", "strong_augment": True, "hard_mining": True,
-        "crop": CropGeometry(scale=1.25, shift=0.08),
-    },
-    "v5": {
-        "classes": CLASSES, "overlays": "train", "strong_augment": True, "hard_mining": True,
-        "crop": CropGeometry(scale=1.25, shift=0.08), "fill_canvas": True,
-    },
-}
-# Share of crops whose grey canvas gets fabric (recipes with fill_canvas), and how near the
-# canvas grey a pixel must be in every channel to count as canvas.
-FILL_SHARE, CANVAS_TOLERANCE, FABRIC_BANK = 0.75, 3, 1500
-# Hard-example weighting (v3): from this epoch on, every HARD_EVERY epochs, each training
+# The shipped classifier (v6): three classes (mask, no_mask, incorrect), masks drawn on the
+# no_mask photos (worn correctly, below the nose, on the chin: the same face with and without
+# a mask, so that nose and mouth decide, not the photo's style), face turns, tilts and
+# frame-edge cuts in the augmentation, hard examples weighted up, and crops placed by the face
+# mesh (Mesh.aligned) as on the device, reaching below the chin (scale 1.25, centre moved 8 %
+# of the box towards the chin, where a mask worn on the chin shows). Earlier recipes (v1-v5,
+# models/README.md) cut their crops from the detector's boxes.
+STEM = "mask_classifier_v6"
+GEOMETRY = CropGeometry(scale=1.25, shift=0.08)
+# Hard-example weighting: from this epoch on, every HARD_EVERY epochs, each training
 # photo's weight becomes 1 + HARD_GAIN x (1 - probability of its own class), so the rare
 # faces the model still gets wrong (beards, faces looking down) count more.
 HARD_FROM, HARD_EVERY, HARD_GAIN = 8, 4, 3.0
@@ -113,28 +96,6 @@ def augment(crop: np.ndarray, rng: np.random.Generator, strong: bool = False) ->
         ok, enc = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, int(rng.integers(25, 95))])
         img = cv2.imdecode(enc, cv2.IMREAD_UNCHANGED)
     return img
-
-
-def fabric_bank(rng: np.random.Generator, count: int = FABRIC_BANK) -> list[np.ndarray]:
-    """Fabric squares drawn once (drawing one costs milliseconds; 16 000 per epoch would
-    double the training time) and reused in random crops, turns and mirrors."""
-    return [fabric_patch(rng, 2 * CROP_SIZE, rng.uniform(8.0, 30.0)) for _ in range(count)]
-
-
-def fill_canvas(crop: np.ndarray, rng: np.random.Generator, bank: list[np.ndarray]) -> np.ndarray:
-    """The crop with the grey canvas around its photo (photo_crops.PAD_GREY) replaced by
-    fabric, lit a little unevenly."""
-    canvas = np.all(np.abs(crop.astype(np.int16) - PAD_GREY[0]) <= CANVAS_TOLERANCE, axis=2)
-    if canvas.mean() < 0.02:
-        return crop
-    size = crop.shape[0]
-    patch = bank[int(rng.integers(len(bank)))]
-    x, y = rng.integers(0, patch.shape[0] - size + 1, 2)
-    fabric = np.rot90(patch[y : y + size, x : x + size], int(rng.integers(4))).astype(np.float32)
-    fabric *= np.linspace(rng.uniform(0.6, 1.1), rng.uniform(0.6, 1.1), size)[:, None, None]
-    out = crop.copy()
-    out[canvas] = np.clip(fabric, 0, 255).astype(np.uint8)[canvas]
-    return out
 
 
 def _cut_by_edge(img: np.ndarray, width: int, side: int) -> np.ndarray:
@@ -221,8 +182,8 @@ def update_manifest(out_dir: Path, paths: dict[str, Path], report: dict) -> None
             "classes": report["classes"],
             "crop": report["crop"],
             "sha256": sha256_of(path),
-            "source": f"trained by scripts/train_classifier.py --recipe {report['recipe']} "
-                      f"--seed {report['seed']} --epochs {report['epochs']}",
+            "source": f"trained by scripts/train_classifier.py --seed {report['seed']} "
+                      f"--epochs {report['epochs']}",
             "data": report["data"],
             "metrics": report["metrics"][kind],
         }
@@ -267,23 +228,21 @@ def seeded_tensorflow(args: argparse.Namespace):
 
 def main() -> int:
     parser = training_args(__doc__.splitlines()[0], epochs=30)
-    parser.add_argument("--recipe", choices=sorted(RECIPES), default="v1")
     args = parser.parse_args()
     tf = seeded_tensorflow(args)
     if tf is None:
         return 2
     started = time.time()
-    recipe = RECIPES[args.recipe]
-    classes = recipe["classes"]
-    stem = f"mask_classifier_{args.recipe}"
+    classes = CLASSES
+    stem = STEM
 
-    geometry = recipe.get("crop", CropGeometry())
     train = make_crops(
-        list_faces(args.data, "train"), args.detector_models, args.cache, recipe["overlays"],
-        args.seed, geometry,
+        list_faces(args.data, "train"), args.detector_models, args.cache, "train", args.seed,
+        GEOMETRY, aligned=True,
     )
     test = make_crops(
-        list_faces(args.data, "test"), args.detector_models, args.cache, geometry=geometry
+        list_faces(args.data, "test"), args.detector_models, args.cache, geometry=GEOMETRY,
+        aligned=True,
     )
     log.info(
         "crops ready: train %d (%d synthetic, detector found %.1f%%), test %d (%.1f%%)",
@@ -291,12 +250,9 @@ def main() -> int:
         len(test["y"]), 100 * test["detected"].mean(),
     )
 
-    # A two-class recipe keeps the correctly worn drawn masks and leaves out drawn
-    # incorrect ones (no class for them).
-    train = {k: v[train["y"] < len(classes)] for k, v in train.items()}
     rng = np.random.default_rng(args.seed)
     # Validation holds out whole photos (with their drawn-mask variants), one in ten by name.
-    held = np.array([zlib.crc32(Path(p).name.encode()) % 10 == 0 for p in train["paths"]])
+    held = np.array([held_out(p) for p in train["paths"]])
     val_idx, fit_idx = np.flatnonzero(held), np.flatnonzero(~held)
     n_val = len(val_idx)
     x_fit, y_fit = train["x"][fit_idx], train["y"][fit_idx]
@@ -311,19 +267,14 @@ def main() -> int:
         loss=tf.keras.losses.SparseCategoricalCrossentropy(),
         metrics=["accuracy"],
     )
-    bank = fabric_bank(rng) if recipe.get("fill_canvas") else []
     weights = np.array([class_weight[int(y)] for y in y_fit], np.float32)
     hardness = np.ones(len(y_fit), np.float32)
     for epoch in range(args.epochs):
-        if recipe["hard_mining"] and epoch >= HARD_FROM and (epoch - HARD_FROM) % HARD_EVERY == 0:
+        if epoch >= HARD_FROM and (epoch - HARD_FROM) % HARD_EVERY == 0:
             own = model.predict(x_fit, batch_size=256, verbose=0)[np.arange(len(y_fit)), y_fit]
             hardness = 1.0 + HARD_GAIN * (1.0 - own)
             log.info("hard examples: %d of %d below 0.5", int((own < 0.5).sum()), len(own))
-        if bank:
-            x_in = [fill_canvas(c, rng, bank) if rng.random() < FILL_SHARE else c for c in x_fit]
-        else:
-            x_in = list(x_fit)
-        x_aug = np.stack([augment(c, rng, recipe["strong_augment"]) for c in x_in])
+        x_aug = np.stack([augment(c, rng, strong=True) for c in x_fit])
         hist = model.fit(
             x_aug, y_fit, sample_weight=weights * hardness, batch_size=64, epochs=epoch + 1,
             initial_epoch=epoch, verbose=0, shuffle=True,
@@ -359,9 +310,8 @@ def main() -> int:
 
     report = {
         "model": stem,
-        "recipe": args.recipe,
         "classes": list(classes),
-        "crop": {"scale": geometry.scale, "shift": geometry.shift},
+        "crop": {"scale": GEOMETRY.scale, "shift": GEOMETRY.shift},
         "input": {"size": CROP_SIZE, "channels": "RGB", "dtype": "uint8 0..255 (int8 model) "
                   "or float32 0..255 (float model)"},
         "seed": args.seed,
@@ -369,10 +319,8 @@ def main() -> int:
         "train_images": int(len(y_fit)),
         "val_images": int(n_val),
         "train_detector_found_share": round(float(train["detected"].mean()), 4),
-        "data": "../shared/data/faces/train (facemask12k, chandrikadeb7, rmfd_part1)" + (
-            " plus masks drawn on its no_mask photos by maskwatch.sources.mask_overlay (train palette)"
-            if recipe["overlays"] else ""
-        ),
+        "data": "../shared/data/faces/train (facemask12k, chandrikadeb7, rmfd_part1) plus masks "
+        "drawn on its no_mask photos by maskwatch.sources.mask_overlay (train palette)",
         "synthetic_images": int(train["synthetic"].sum()),
         "metrics": metrics,
         "training_seconds": round(time.time() - started),

@@ -15,11 +15,9 @@ import json
 import logging
 import sys
 import time
-import zlib
-from pathlib import Path
 
 import numpy as np
-from dataset import CLASSES, list_faces, list_folder, make_crops
+from dataset import CLASSES, held_out, list_faces, list_folder, make_crops
 from train_classifier import (
     augment,
     export,
@@ -78,7 +76,7 @@ def main() -> int:
         + list_folder(args.data / "wear/incorrect", "incorrect")
     )
     y_all = uncovered_label(train["y"])
-    held = np.array([zlib.crc32(Path(p).name.encode()) % 10 == 0 for p in train["paths"]])
+    held = np.array([held_out(p) for p in train["paths"]])
     fit_idx = np.flatnonzero(~held)
     x_fit, y_fit = train["x"][fit_idx], y_all[fit_idx]
     log.info("patches: train %d (%d synthetic), test %d, wear %d",

@@ -138,6 +138,17 @@ def test_a_removed_key_says_what_became_of_it(tmp_path: Path) -> None:
         load_config(write(tmp_path, "[processing]\ntiles_per_frame = 2\n"))
 
 
+@pytest.mark.parametrize(
+    "key", ["confirm_model", "confirm_edgetpu_model", "wear_model", "min_incorrect_on_chin"]
+)
+def test_a_config_naming_a_retired_classifier_is_told_to_drop_it(tmp_path: Path, key) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_config(write(tmp_path, f'[classifier]\n{key} = "x"\n'))
+    (problem,) = info.value.problems
+    assert problem.startswith(f"classifier.{key}: removed")
+    assert "delete this line" in problem
+
+
 @pytest.mark.skipif("schedule" not in Config.model_fields, reason="no [schedule] section")
 def test_unknown_key_in_a_list_item_names_the_item_keys(tmp_path: Path) -> None:
     text = '[[schedule.ranges]]\nstart = "08:00"\nend = "09:00"\nstrat = "x"\n'

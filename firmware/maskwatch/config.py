@@ -69,19 +69,14 @@ class DetectorConfig(Section):
 
 
 class ClassifierConfig(Section):
-    """The mask classifier and its second opinions (see maskwatch.vision.second_opinion)."""
+    """The mask classifier and the nose check of the wear check (maskwatch.vision.wear_check)."""
 
-    model: str = Field("mask_classifier_v3_float.tflite", min_length=1)
-    edgetpu_model: str = "mask_classifier_v3_int8_edgetpu.tflite"
-    confirm_model: str = "mask_classifier_v1_float.tflite"
-    confirm_edgetpu_model: str = "mask_classifier_v1_int8_edgetpu.tflite"
+    model: str = Field("mask_classifier_v6_float.tflite", min_length=1)
+    edgetpu_model: str = "mask_classifier_v6_int8_edgetpu.tflite"
     nose_model: str = "nose_check_v2_float.tflite"
     nose_edgetpu_model: str = "nose_check_v2_int8_edgetpu.tflite"
-    wear_model: str = "mask_classifier_v4_float.tflite"
-    wear_edgetpu_model: str = "mask_classifier_v4_int8_edgetpu.tflite"
-    min_uncovered: float = Field(0.5, gt=0.0, lt=1.0)
-    min_incorrect_below_nose: float = Field(0.1, gt=0.0, lt=1.0)
-    min_incorrect_on_chin: float = Field(0.99, gt=0.0, le=1.0)
+    min_uncovered: float = Field(0.9, gt=0.0, lt=1.0)
+    min_incorrect_below_nose: float = Field(0.01, gt=0.0, lt=1.0)
 
 
 class TrackerConfig(Section):
@@ -772,6 +767,16 @@ RETIRED_KEYS = {
         "removed: on live video the face mesh follows known faces and the detector's views run "
         "in turn, all within 0.5 s; delete this line"
     ),
+    **{
+        f"classifier.{key}": (
+            "removed: one classifier (mask, no_mask, incorrect) and the nose check decide "
+            "every verdict (models/README.md); delete this line"
+        )
+        for key in (
+            "confirm_model", "confirm_edgetpu_model", "wear_model", "wear_edgetpu_model",
+            "min_incorrect_on_chin",
+        )
+    },
     "detector.unmasked_min_score": (
         "removed: the face mesh's presence ([gates] min_presence) is the face check every "
         "no_mask or incorrect verdict passes; delete this line"

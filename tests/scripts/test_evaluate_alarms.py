@@ -9,17 +9,22 @@ from conftest import REPO
 
 sys.path.insert(0, str(REPO / "scripts"))
 from evaluate_alarms import (  # noqa: E402
-    Thresholds, device_label, half, match, score, wear_net, wear_score,
+    Thresholds, device_label, half, match, photo_net, score, wear_net, wear_score,
 )
 
-TH = Thresholds(min_score=0.6, min_presence=0.9, max_yaw=45, max_pitch=30)
+TH = Thresholds(min_score=0.6, min_presence=0.9, max_yaw=45, max_pitch=30, min_uncovered=0.9,
+                min_incorrect_below_nose=0.01)
 
 
-def pred(box, label="no_mask", score=0.9, presence=1.0, yaw=0.0, pitch=0.0, gate=None) -> dict:
+def pred(box, label="no_mask", score=0.9, presence=1.0, yaw=0.0, pitch=0.0, gate=None,
+         incorrect=0.0, uncovered=None) -> dict:
     p = {"box": box, "label": label, "score": score, "presence": presence,
+         "probs": {label: 1.0 - incorrect, "incorrect": incorrect},
          "pose": {"yaw": yaw, "pitch": pitch, "roll": 0.0}}
     if gate:
         p["gate"] = gate
+    if uncovered is not None:
+        p["uncovered"] = uncovered
     return p
 
 
@@ -51,6 +56,20 @@ def test_every_alarming_verdict_meets_the_same_gates() -> None:
     assert device_label(pred([0, 0, 1, 1], "mask", score=0.2, presence=0.1), TH) == "mask"
     # Without thresholds, the configured device's own gate decides.
     assert device_label(pred([0, 0, 1, 1], gate="no_face_presence"), None) == "gated"
+
+
+def test_the_wear_check_runs_on_the_classifier_own_verdict() -> None:
+    """A face called masked whose nose is bare and whose P(incorrect) reaches the floor is
+    incorrect, and then meets the gates of every alarming verdict."""
+    bare = pred([0, 0, 1, 1], "mask", incorrect=0.05, uncovered=0.95)
+    assert device_label(bare, TH) == "incorrect"
+    assert device_label({**bare, "presence": 0.5}, TH) == "gated"
+    assert device_label(pred([0, 0, 1, 1], "mask", incorrect=0.005, uncovered=0.95), TH) == "mask"
+    assert device_label(pred([0, 0, 1, 1], "mask", incorrect=0.05, uncovered=0.8), TH) == "mask"
+    assert device_label(pred([0, 0, 1, 1], "mask", incorrect=0.05), TH) == "mask"
+    photos = {"mask/a.jpg": bare, "mask/b.jpg": pred([0, 0, 1, 1], "mask"),
+              "no_mask/c.jpg": pred([0, 0, 1, 1]), "mask/d.jpg": None}
+    assert photo_net(photos, TH) == -1  # only what the wear check calls incorrect counts
 
 
 def test_alarm_figures_count_non_faces_and_masked_faces_against() -> None:

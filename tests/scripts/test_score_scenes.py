@@ -44,24 +44,29 @@ def test_counts_recall_precision_and_gates() -> None:
     ]}
     device = score(detections, ANNOTATIONS, 40)
     assert device["faces"] == 4 and device["face_recall"] == 1.0
-    assert device["no_mask_faces"] == 2 and device["no_mask_recall"] == 0.5
-    assert device["no_mask_false_alarms"] == 2
-    assert device["no_mask_precision"] == pytest.approx(1 / 3, abs=1e-4)
+    assert device["unmasked_faces"] == 2 and device["unmasked_alarmed"] == 0.5
+    assert device["false_alarms"] == 2
+    assert device["alarm_precision"] == pytest.approx(1 / 3, abs=1e-4)
     assert device["incorrect_predicted_as"] == {"mask": 1}
     ignored = score(detections, ANNOTATIONS, 40, frozenset({"pose_out_of_range"}))
-    assert ignored["no_mask_recall"] == 1.0
-    assert ignored["no_mask_precision"] == 0.5
+    assert ignored["unmasked_alarmed"] == 1.0
+    assert ignored["alarm_precision"] == 0.5
 
 
-def test_masked_faces_called_incorrect_are_counted() -> None:
+def test_every_alarming_verdict_counts_alike() -> None:
+    """An unmasked face called incorrect alarms, and is found; a masked one called incorrect
+    is a false alarm; an alarm on an incorrectly masked face is a true one."""
     detections = {"a.jpg": [
+        pred([0, 0, 50, 50], "incorrect"),
         pred([100, 0, 150, 50], "incorrect"),
         pred([400, 0, 450, 50], "incorrect"),
     ]}
     figures = score(detections, ANNOTATIONS, 40)
     assert figures["mask_predicted_incorrect"] == 1
     assert figures["incorrect_predicted_as"] == {"incorrect": 1}
-    assert figures["no_mask_false_alarms"] == 0
+    assert figures["unmasked_alarmed"] == 0.5
+    assert figures["false_alarms"] == 1
+    assert figures["alarm_precision"] == pytest.approx(2 / 3, abs=1e-4)
 
 
 def test_a_match_needs_iou_04_and_each_face_matches_once() -> None:
@@ -71,8 +76,8 @@ def test_a_match_needs_iou_04_and_each_face_matches_once() -> None:
         pred([1, 1, 51, 51], "no_mask"),  # second box on the same face: a false alarm
     ]}
     result = score(detections, ANNOTATIONS, 40)
-    assert result["no_mask_recall"] == 0.5
-    assert result["no_mask_false_alarms"] == 2
+    assert result["unmasked_alarmed"] == 0.5
+    assert result["false_alarms"] == 2
     assert result["face_recall"] == 0.25
 
 
@@ -101,6 +106,6 @@ def test_detection_core_figures_on_the_scene_photos(tmp_path) -> None:
     at_40, at_24 = (json.loads(line) for line in scored.stdout.splitlines())
     assert at_40["faces"] == 839 and at_24["faces"] == 1719
     assert at_40["face_recall"] >= 0.95
-    assert at_40["no_mask_precision"] >= 0.97
-    assert at_40["no_mask_recall"] >= 0.80
-    assert at_24["no_mask_precision"] >= 0.94
+    assert at_40["alarm_precision"] >= 0.97
+    assert at_40["unmasked_alarmed"] >= 0.80
+    assert at_24["alarm_precision"] >= 0.90

@@ -21,7 +21,6 @@ from maskwatch.sources.mask_overlay import (
     Shape,
     draw_mask,
     draw_mask_with_coverage,
-    fabric_patch,
     random_style,
 )
 
@@ -253,10 +252,3 @@ def test_style_validation() -> None:
     assert MaskStyle(shape="kn95").shape is Shape.KN95
 
 
-def test_fabric_patches_are_seeded_and_varied() -> None:
-    patches = [fabric_patch(np.random.default_rng(seed), 64, 20.0) for seed in range(12)]
-    assert all(p.shape == (64, 64, 3) and p.dtype == np.uint8 for p in patches)
-    assert np.array_equal(patches[0], fabric_patch(np.random.default_rng(0), 64, 20.0))
-    means = {tuple(int(v) // 16 for v in p.reshape(-1, 3).mean(axis=0)) for p in patches}
-    assert len(means) >= 6, "patches should differ in colour"
-    assert any(p.reshape(-1, 3).std(axis=0).max() > 10 for p in patches), "some have patterns"

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from maskwatch.cli.image_io import read_rgb
+from maskwatch.config import ClassifierConfig
 from maskwatch.types import ModelMismatch
 from maskwatch.vision.blazeface_resize import resized_model
 from maskwatch.vision.face_detector import FULL_RANGE_MODEL, FaceDetector, View, box_iou
@@ -61,7 +62,7 @@ def test_sizes_off_the_network_stride_are_refused(rows: int, cols: int) -> None:
 
 def test_a_model_without_a_feature_pyramid_is_refused() -> None:
     require_models()
-    classifier = (MODELS / "mask_classifier_v1_float.tflite").read_bytes()
+    classifier = (MODELS / ClassifierConfig().model).read_bytes()
     with pytest.raises(ModelMismatch, match="not the full-range BlazeFace"):
         resized_model(classifier, ROWS, COLS)
 

@@ -395,13 +395,16 @@ def test_parts_of_a_larger_face_are_dropped_and_neighbours_kept() -> None:
         return Face(box, 0.5, np.zeros((6, 2)))
 
     big, eye, neighbour = face((100, 100, 500, 500)), face((90, 150, 190, 250)), face(
-        (450, 120, 570, 240)
+        (450, 120, 600, 270)
     )
-    # The eye lies 90 % inside the big face; the neighbour only 42 %: a face beside it.
+    # The eye lies 90 % inside the big face; the neighbour only 33 %: a face beside it.
     assert without_parts([big, eye, neighbour]) == [big, neighbour]
     # Two boxes of about one size are not a face and its part, however they overlap.
     guess = face((90, 90, 480, 480))
     assert without_parts([big, guess]) == [big, guess]
+    # An ear beside the face: outside its box, but a tenth its size and right next to it.
+    ear, small_neighbour = face((510, 250, 560, 300)), face((720, 250, 770, 300))
+    assert without_parts([big, ear, small_neighbour]) == [big, small_neighbour]
 
 
 def test_a_face_filling_the_frame_is_one_box() -> None:

@@ -208,7 +208,8 @@ def test_analyzer_leaves_a_gated_face_unknown_and_classifies_the_rest(
     batches: list[int] = []
     classify = analyzer.classifier.classify
     monkeypatch.setattr(
-        analyzer.classifier, "classify", lambda crops: batches.append(len(crops)) or classify(crops)
+        analyzer.classifier, "classify",
+        lambda crops, **kw: batches.append(len(crops)) or classify(crops, **kw),
     )
     results = analyzer.analyze(shaded)
     near = max(results, key=lambda r: float(box_iou(np.array(face.box), np.array([r.face.box]))[0]))

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from maskwatch.cli.image_io import read_rgb
+from maskwatch.config import ClassifierConfig
 from maskwatch.types import Label
 from maskwatch.vision.face_crop import CROP_SCALE, CropGeometry
 from maskwatch.vision.face_detector import FaceDetector
@@ -54,7 +55,7 @@ def test_every_shipped_classifier_has_a_complete_entry() -> None:
 
 def test_mirrored_classification_is_the_mean_of_a_crop_and_its_mirror_image() -> None:
     require_models()
-    classifier = MaskClassifier(MODELS, "mask_classifier_v1_float.tflite")
+    classifier = MaskClassifier(MODELS, ClassifierConfig().model)
     photo = read_rgb(MODELS / "demo/astronaut.png")
     crops = np.stack([classifier.crop(photo, f) for f in FaceDetector(MODELS).detect(photo)])
     crops = np.concatenate([crops, crops[:, ::-1]])  # upside down: a crop the model is unsure of

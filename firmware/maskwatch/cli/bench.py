@@ -5,8 +5,10 @@ on any device without data. "full scan" is every detector view on every frame (w
 image gets); "live" is what the service and `maskwatch analyze` run on video: the face mesh
 follows the faces and the detector's views run in turn (:mod:`maskwatch.vision.face_follower`),
 timed frame by frame over a run of video frames at 15 fps, after the faces are found; besides
-its median it has a mean, since the detector runs on two frames of each seven only. "classify" includes the second opinions
-(:mod:`maskwatch.vision.second_opinion`): the demo face is unmasked, so every face is also confirmed.
+its median it has a mean, since the detector runs on two frames of each seven only. "classify" is
+the classifier on each crop and its mirror image plus the wear check
+(:mod:`maskwatch.vision.wear_check`), whose nose check runs on faces called masked only (the
+demo face is unmasked; the nose check's 32 px patch costs less than the classifier's crop).
 "landmarks" is the face mesh with the head pose (:mod:`maskwatch.vision.face_landmarks`); the
 per-face cost is classify plus landmarks over the faces found.
 Medians, not single timings; the result is a report, never a pass/fail test, because absolute
@@ -27,7 +29,7 @@ import numpy as np
 
 from maskwatch.cli.image_io import read_rgb
 from maskwatch.config import Config
-from maskwatch.vision import FaceAnalyzer, FaceBatch, estimate_head_pose
+from maskwatch.vision import FaceAnalyzer, estimate_head_pose
 
 log = logging.getLogger(__name__)
 
@@ -108,9 +110,7 @@ def _case(full: FaceAnalyzer, live: FaceAnalyzer, frame: np.ndarray, frames: int
     detect = _median_ms(lambda: full.find_faces(frame), frames)
     crops = np.stack([full.classifier.crop(frame, f) for f in found]) if found else None
     classify = _median_ms(
-        lambda: full.opinion.apply(
-            FaceBatch(frame, found, crops), full.classifier.classify(crops)
-        ), frames
+        lambda: full.classify(frame, found, crops), frames
     ) if found else 0
     landmarks = _median_ms(
         lambda: [estimate_head_pose(m.points) for m in full.landmarks.run(frame, found)], frames

@@ -202,7 +202,7 @@ class Service:
         self.status.update(
             device=config.device.name,
             detector_model=pipeline.analyzer.detector.model.path.name,
-            classifier_model=pipeline.analyzer.opinion.describe(),
+            classifier_model=pipeline.analyzer.describe(),
             accelerator=pipeline.analyzer.accelerator.name,
             fps_cap=config.processing.fps_cap,
             timezone=pipeline.schedule.zone_name,

@@ -906,25 +906,6 @@ class _TextureCanvas:
         return pts
 
 
-def fabric_patch(
-    rng: np.random.Generator, size: int, texels_per_unit: float, palette: str = "train"
-) -> np.ndarray:
-    """A flat size x size square (uint8 RGB) of fabric in a random mask style's colour and
-    pattern, unshaded: clothing, a scarf or a collar for training crops, so that fabric near
-    a face is not on its own a sign of a mask. ``texels_per_unit``: pixels per eye-to-mouth
-    distance, which sets the pattern's scale."""
-    style = random_style(rng, palette=palette)
-    base = np.array(style.colour, np.float32) / 255.0
-    canvas = _TextureCanvas(size, size, 0.0, 0.0, texels_per_unit, style.pattern_scale)
-    pattern = PATTERNS[style.pattern]
-    if pattern is None:
-        tex = canvas.fill(base)
-    else:
-        colours = [np.array(c, np.float32) / 255.0 for c in style.pattern_colours] or [base * 0.8]
-        tex = pattern(canvas, base, colours, rng)
-    return (np.clip(tex, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
-
-
 def _mix(a: np.ndarray, colour: np.ndarray, weight: np.ndarray) -> np.ndarray:
     return a * (1 - weight[..., None]) + colour * weight[..., None]
 

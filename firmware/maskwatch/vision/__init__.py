@@ -5,6 +5,5 @@ gates, classifiers and the TFLite runtime. What other stages may use is exported
 from maskwatch.vision.face_analyzer import FaceAnalyzer
 from maskwatch.vision.face_detector import box_iou
 from maskwatch.vision.head_pose import estimate_head_pose
-from maskwatch.vision.second_opinion import FaceBatch
 
-__all__ = ["FaceAnalyzer", "FaceBatch", "box_iou", "estimate_head_pose"]
+__all__ = ["FaceAnalyzer", "box_iou", "estimate_head_pose"]

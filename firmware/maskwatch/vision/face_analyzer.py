@@ -23,10 +23,10 @@ from maskwatch.vision.face_landmarks import FaceLandmarks
 from maskwatch.vision.head_pose import estimate_head_pose
 from maskwatch.vision.mask_classifier import MaskClassifier
 from maskwatch.vision.nose_check import NoseCheck
-from maskwatch.vision.second_opinion import FaceBatch, SecondOpinion, WearRules
 from maskwatch.vision.tflite_runtime import Accelerator, choose_accelerator
 from maskwatch.vision.verdict_reuse import VerdictReuse
 from maskwatch.vision.view_rotation import ViewRotation, frames_per_cycle
+from maskwatch.vision.wear_check import WearCheck, WearRules
 
 log = logging.getLogger(__name__)
 
@@ -62,17 +62,11 @@ class FaceAnalyzer:
         self.classifier = MaskClassifier(models_dir, main_file, threads, tpu, device)
         if on_tpu and tpu is None:
             self.accelerator = replace(self.accelerator, name="cpu")
-        confirm = nose = wear = None
-        if cls.confirm_model:
-            confirm_file, tpu = self._pick(models_dir, cls.confirm_model, cls.confirm_edgetpu_model)
-            confirm = MaskClassifier(models_dir, confirm_file, threads, tpu, device)
+        nose = None
         if cls.nose_model:
             nose_file, tpu = self._pick(models_dir, cls.nose_model, cls.nose_edgetpu_model)
             nose = NoseCheck(models_dir, nose_file, threads, tpu, device)
-        if cls.wear_model:
-            wear_file, tpu = self._pick(models_dir, cls.wear_model, cls.wear_edgetpu_model)
-            wear = MaskClassifier(models_dir, wear_file, threads, tpu, device)
-        self.opinion = SecondOpinion(self.classifier, confirm, nose, WearRules.of(cls), wear)
+        self.wear = WearCheck(nose, WearRules.of(cls))
         self.landmarks = FaceLandmarks(models_dir, runtime.threads)
         self.gates = QualityGates(config.gates)
         fps = config.processing.fps_cap
@@ -96,6 +90,21 @@ class FaceAnalyzer:
             "models/README.md); running %s on the CPU", edgetpu_file, model_file,
         )
         return model_file, None
+
+    def describe(self) -> str:
+        """The model files in use, for the status page (F20)."""
+        nose = self.wear.nose
+        return self.classifier.model_file + (f", nose check {nose.model_file}" if nose else "")
+
+    def classify(
+        self, image: np.ndarray, faces: list[Face], crops: np.ndarray
+    ) -> list[Classification]:
+        """Verdicts on ``faces`` (placed by the face mesh) from their classifier ``crops``.
+
+        The classifier answers for each crop and its mirror image together: a face is no more
+        masked in the mirror, so one side of it (a shadow, a hand, a shoulder in front) cannot
+        decide alone. Then the wear check looks at the noses of the faces called masked."""
+        return self.wear.apply(image, faces, self.classifier.classify(crops, mirrored=True))
 
     def find_faces(self, image: np.ndarray) -> list[Face]:
         """Faces in frame pixels; detection itself may run on a shrunk copy."""
@@ -162,10 +171,9 @@ class FaceAnalyzer:
         ]
         found: list[Classification] = []
         if todo:
-            chosen = np.stack([crops[i] for i in todo])
-            batch = FaceBatch(image, [aligned[i] for i in todo], chosen)
-            confirmed = self.opinion.confirm_faces(batch, self.classifier.classify(chosen))
-            found = self.opinion.check_wear(batch, confirmed)
+            found = self.classify(
+                image, [aligned[i] for i in todo], np.stack([crops[i] for i in todo])
+            )
         classes = dict(zip(todo, found))
         for i in todo:
             if track_ids[i] is not None:

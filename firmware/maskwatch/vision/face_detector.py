@@ -43,9 +43,13 @@ OVERLAP_MARGIN = 1.3
 # 0.72 at worst), so the min_face check allows for it instead of dropping faces just above
 # min_face (with an exact check, min_face = 40 lost every face narrower than about 48 px).
 SMALL_BOX_RATIO = 0.75
-# A detection with this share of its area inside one at least PART_AREA times larger is a
-# part of that face (an eye, an ear, a mask's edge).
-PART_INSIDE, PART_AREA = 0.6, 2.0
+# A detection is a part of a face (an eye, an ear, a mask's edge, hair) when that face is at
+# least ``area`` times larger and ``inside`` of the detection lies within the face's box grown
+# ``grow`` times about its centre. The first rule: parts on the face; the second: much smaller
+# parts beside it (ears, hair), chosen on the validation halves of the scene and wear/ photos
+# (scripts/evaluate_alarms.py) as the rule removing most wear/ extra boxes at 1024 px while
+# dropping no labelled scene face.
+PART_RULES = ((2.0, 1.0, 0.6), (10.0, 2.0, 0.9))
 # The full-range network's output: one anchor per cell of a grid this much coarser than the
 # input.
 ANCHOR_STRIDE = 4
@@ -155,25 +159,33 @@ def weighted_nms(
 
 
 def without_parts(faces: list[Face]) -> list[Face]:
-    """``faces`` (largest first) without the detections lying mostly inside a larger one.
+    """``faces`` (largest first) without the detections that are parts of a larger one.
 
     The tiles see a face that fills the frame in pieces, and BlazeFace takes an eye and brow,
-    a mouth or a mask's edge for small faces (wear/ photos enlarged to 1024 px: 1.3 such boxes
-    per photo). A real face cannot be mostly inside another's box: the nearer face would hide
-    it (of the 3845 labelled andrewmvd faces, 2 lie 60 % inside a larger labelled head box).
-    A part is much smaller than its face; two boxes of about one size are two guesses at one
-    face or two faces, which overlap suppression, not this, settles."""
+    a mouth, a mask's edge, an ear or a lock of hair for small faces (wear/ photos enlarged to
+    1024 px: 1.3 such boxes per photo). A real face cannot be mostly inside another's box: the
+    nearer face would hide it (of the 3845 labelled andrewmvd faces, 2 lie 60 % inside a larger
+    labelled head box), and one a tenth the size of a face right beside it is not a head
+    either. A part is much smaller than its face; two boxes of about one size are two guesses
+    at one face or two faces, which overlap suppression, not this, settles."""
     kept: list[Face] = []
     for face in faces:
         box = np.asarray(face.box, np.float64)
         area = face.width * face.height
         if not any(
-            k.width * k.height >= PART_AREA * area
-            and _share_inside(box, np.asarray(k.box)) >= PART_INSIDE
+            k.width * k.height >= larger * area
+            and _share_inside(box, _grown(np.asarray(k.box, np.float64), grow)) >= inside
             for k in kept
+            for larger, grow, inside in PART_RULES
         ):
             kept.append(face)
     return kept
+
+
+def _grown(box: np.ndarray, factor: float) -> np.ndarray:
+    """``box`` scaled by ``factor`` about its centre."""
+    centre, half = (box[:2] + box[2:]) / 2.0, (box[2:] - box[:2]) * factor / 2.0
+    return np.concatenate([centre - half, centre + half])
 
 
 def _share_inside(box: np.ndarray, other: np.ndarray) -> float:

@@ -37,13 +37,18 @@ class PhotoFace:
         return self.face is not None
 
     def crop(
-        self, canvas: np.ndarray | None = None, geometry: CropGeometry = CropGeometry()
+        self,
+        canvas: np.ndarray | None = None,
+        geometry: CropGeometry = CropGeometry(),
+        face: Face | None = None,
     ) -> np.ndarray:
-        """The classifier crop; ``canvas`` replaces the photo (e.g. with a mask drawn on)."""
+        """The classifier crop; ``canvas`` replaces the photo (e.g. with a mask drawn on) and
+        ``face`` the detected face (e.g. placed by the face mesh)."""
         image = self.canvas if canvas is None else canvas
-        if self.face is None:
+        face = self.face if face is None else face
+        if face is None:
             return crop_face(image, self.photo_box)
-        return crop_face(image, self.face.box, self.face.keypoints, geometry=geometry)
+        return crop_face(image, face.box, face.keypoints, geometry=geometry)
 
 
 def find_photo_face(image: np.ndarray, detector: FaceDetector) -> PhotoFace:

@@ -1,6 +1,6 @@
 """Live video: a followed face whose verdict is stable is not classified on every frame.
 
-The classifiers and their second opinions cost about 1.3 ms an unmasked face; a face the mesh
+The classifier and the wear check cost about 0.5 ms a face; a face the mesh
 follows keeps its identity, so its verdict may carry over a few frames. Rule: a face is
 classified on each of its first ``FIRST_FRAMES`` frames (the decision's first window is made
 of fresh verdicts), whenever its last two verdicts disagree or either is below
