@@ -15,7 +15,7 @@ from maskwatch.config import ClassifierConfig, parse_config
 from maskwatch.sources.mask_overlay import Placement, draw_mask, random_style
 from maskwatch.types import Classification, Label
 from maskwatch.vision.face_analyzer import FaceAnalyzer
-from maskwatch.vision.face_detector import FaceDetector, box_iou
+from maskwatch.vision.face_detector import FaceDetector
 from maskwatch.vision.nose_check import NoseCheck
 from maskwatch.vision.photo_crops import find_photo_face
 from maskwatch.vision.wear_check import WearCheck, WearRules, worn_wrong
