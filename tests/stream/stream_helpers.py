@@ -68,12 +68,12 @@ def read_frames(url: str, frames: int) -> list[np.ndarray]:
         capture.release()
 
 
-def box_red_pixels(url: str, frames: int = 30) -> int:
-    """The most pure-red pixels (the page's no-mask box colour) in any of ``frames`` frames
-    from ``url``: a few hundred or more where a red box is drawn, none on the camera picture
-    itself."""
+def alarm_box_pixels(url: str, frames: int = 30) -> int:
+    """The most pixels of an alarm box's colour (the page's red no-mask or yellow incorrect
+    box: strong red, no blue) in any of ``frames`` frames from ``url``: a few hundred or more
+    where such a box is drawn, none on the camera picture itself."""
     most = 0
     for image in read_frames(url, frames):
         r, g, b = (image[:, :, i].astype(np.int16) for i in range(3))
-        most = max(most, int(((r > 180) & (g < 70) & (b < 70)).sum()))
+        most = max(most, int(((r > 180) & (b < 70) & ((g < 70) | (g > 170))).sum()))
     return most

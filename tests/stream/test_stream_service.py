@@ -11,7 +11,7 @@ import time
 
 from conftest import require_data
 from rtsp_client import RtspTcpClient, unsent_bytes
-from stream_helpers import box_red_pixels, discover, require_stream_stack, video_size
+from stream_helpers import alarm_box_pixels, discover, require_stream_stack, video_size
 from test_service import START_TIMEOUT_S, get, service_factory, set_password, web_url
 from test_web_browser import CHROMIUM, CHROMIUM_ARGS, _browser
 
@@ -66,10 +66,10 @@ def test_recorders_get_h264_at_the_configured_size_with_the_login_only(service_f
     for mount in ("/live", "/boxes"):
         report = discover(f"rtsp://nvr:rtsp-pa55word@127.0.0.1:{port}{mount}")
         assert video_size(report) == (640, 360), report
-    # The looping video shows one unmasked man: /boxes has his red box, /live does not.
+    # The looping video shows one unmasked man: /boxes has his alarm box, /live does not.
     login = f"rtsp://nvr:rtsp-pa55word@127.0.0.1:{port}"
-    assert box_red_pixels(login + "/boxes") > 500
-    assert box_red_pixels(login + "/live") < 50
+    assert alarm_box_pixels(login + "/boxes") > 500
+    assert alarm_box_pixels(login + "/live") < 50
     for refused in (f"rtsp://127.0.0.1:{port}/live", f"rtsp://nvr:guess@127.0.0.1:{port}/live"):
         report = discover(refused)
         assert video_size(report) is None and "Unauthorized" in report, report
