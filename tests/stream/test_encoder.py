@@ -9,7 +9,7 @@ import pytest
 from maskwatch.config import StreamConfig
 from maskwatch.stream.encoder import PREFERENCE, choose_encoder, encoder_pipeline
 from maskwatch.stream.gst_stack import load_rtsp_stack
-from maskwatch.stream.rtsp_server import media_pipeline
+from maskwatch.stream.rtsp_server import SOURCE, media_pipeline
 
 from stream_helpers import require_stream_stack
 
@@ -35,4 +35,4 @@ def test_auto_takes_the_best_encoder_present_and_gstreamer_builds_its_pipeline()
     assert encoder.name == present[0]
     # The media's launch text without the parentheses the RTSP factory wants around it.
     pipeline = stack.Gst.parse_launch(media_pipeline(CONFIG, encoder)[1:-1])
-    assert pipeline.get_by_name("src") is not None and pipeline.get_by_name("pay0") is not None
+    assert pipeline.get_by_name(SOURCE) is not None and pipeline.get_by_name("pay0") is not None

@@ -3,6 +3,7 @@ nothing is encoded (not even subscribed to) without a client, and clear refusals
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import sys
@@ -17,6 +18,7 @@ from maskwatch.config import StreamConfig
 from maskwatch.decision import FrameOutcome
 from maskwatch.events import EventBus
 from maskwatch.stream import RecorderStream
+from maskwatch.stream.rtsp_server import STREAM_NICE, STREAMING_THREAD
 from maskwatch.types import Frame
 
 from rtsp_client import RtspTcpClient
@@ -110,6 +112,52 @@ def test_no_client_means_no_subscription_and_no_encoding(bus: EventBus) -> None:
         wait_until(lambda: stream.status()["encoding"] == [], "the pipeline stops")
         wait_until(lambda: not bus.has_subscribers("frame"), "the bus subscription ends")
         wait_until(lambda: stream.status()["clients"] == 0, "the client is gone")
+    finally:
+        stream.stop()
+
+
+def streaming_thread_priorities() -> list[int]:
+    """The nice values of this process's threads that GStreamer named after the media's
+    ``appsrc`` (its streaming thread and the encoder's workers, which inherit the name)."""
+    found = []
+    for task in os.listdir("/proc/self/task"):
+        try:
+            with open(f"/proc/self/task/{task}/comm", encoding="utf-8") as comm:
+                if comm.read().startswith(STREAMING_THREAD):
+                    found.append(os.getpriority(os.PRIO_PROCESS, int(task)))
+        except OSError:  # the thread ended meanwhile
+            continue
+    return found
+
+
+def test_encoding_gives_way_to_detection(bus: EventBus) -> None:
+    require_stream_stack()
+    stream = start_stream(bus)
+    try:
+        client = RtspTcpClient("127.0.0.1", stream.port, "/live")
+        client.play()
+        assert client.count_frames(15, WAIT_S) == 15
+        wait_until(lambda: streaming_thread_priorities()
+                   and min(streaming_thread_priorities()) >= STREAM_NICE,
+                   "the streaming threads run at a lower priority")
+        assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) < STREAM_NICE
+        client.close()
+    finally:
+        stream.stop()
+
+
+def test_a_recorder_switching_mounts_gets_frames_every_time(bus: EventBus) -> None:
+    """Each new client of a mount right after the last client of the other left: the new
+    media must preroll at once (CI once saw DESCRIBE answered 503 after 20 s)."""
+    require_stream_stack()
+    stream = start_stream(bus)
+    try:
+        for path in ("/live", "/boxes") * 5:
+            client = RtspTcpClient("127.0.0.1", stream.port, path)
+            client.play()
+            assert client.count_frames(5, WAIT_S) == 5, path
+            client.request("TEARDOWN", client.url)
+            client.close()
     finally:
         stream.stop()
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from typing import Any
 
 import numpy as np
@@ -25,13 +26,16 @@ from maskwatch.events import EventBus, Subscription
 from maskwatch.stream.encoder import Encoder, choose_encoder
 from maskwatch.stream.gst_stack import StreamUnavailable, load_rtsp_stack
 from maskwatch.stream.mount_feed import MountFeed
-from maskwatch.stream.rtsp_server import RtspServer
+from maskwatch.stream.rtsp_server import RtspServer, nice_streaming_threads
 from maskwatch.web import draw_faces, lower_thread_priority
 
 log = logging.getLogger(__name__)
 
 LIVE, BOXES = "/live", "/boxes"
 WAIT_S = 0.25
+# How often the feed thread looks for new streaming threads to lower their priority: a
+# media's threads start with its first client and run at full priority until then.
+RENICE_S = 1.0
 
 
 class RecorderStream:
@@ -109,8 +113,13 @@ class RecorderStream:
         feeds = {f.path: f for f in self._server.feeds}
         # Frames beyond the stream's rate would only be dropped again by videorate.
         gate = FpsGate(self.config.fps)
+        reniced = 0.0
         while not self._stop.is_set():
-            outcome = self._next_outcome(any(f.active for f in feeds.values()))
+            wanted = any(f.active for f in feeds.values())
+            if wanted and time.monotonic() - reniced >= RENICE_S:
+                nice_streaming_threads()
+                reniced = time.monotonic()
+            outcome = self._next_outcome(wanted)
             if outcome is None or not gate.admit(outcome.frame.t):
                 continue
             try:

@@ -4,8 +4,8 @@ Each mount's factory is *shared*: all clients of ``/live`` get the packets of on
 pipeline, so a second client costs sending, not encoding. The factory builds the pipeline
 when the first client asks for the mount and the server tears it down after the last one
 left; the ``media-configure`` and ``unprepared`` signals hand its ``appsrc`` to the mount's
-:class:`MountFeed` and take it back. GStreamer's streaming threads are made "nicer" as they
-start, so encoding gives way to detection on a busy CPU.
+:class:`MountFeed` and take it back. The feed thread makes GStreamer's streaming threads
+"nicer" (:func:`nice_streaming_threads`), so encoding gives way to detection on a busy CPU.
 """
 
 from __future__ import annotations
@@ -31,6 +31,9 @@ STOP_TIMEOUT_S = 5.0
 # after the server's session timeout (60 s); removing them this often stops their encoding.
 SESSION_CLEANUP_S = 10
 STREAM_NICE = 5  # as the web page's threads: detection first
+SOURCE = "frames"  # the appsrc's name; GStreamer names its streaming thread "frames:src"
+STREAMING_THREAD = f"{SOURCE}:src"
+TASKS = "/proc/self/task"
 # appsrc keeps this many frames; when full the oldest goes (never blocks the caller).
 APPSRC_FRAMES = 2
 
@@ -40,7 +43,7 @@ def media_pipeline(config: StreamConfig, encoder: Encoder) -> str:
     with black borders (never stretched), repeated or dropped to the configured rate, H.264
     in RTP out."""
     return (
-        f"( appsrc name=src is-live=true format=time do-timestamp=true block=false "
+        f"( appsrc name={SOURCE} is-live=true format=time do-timestamp=true block=false "
         f"max-buffers={APPSRC_FRAMES} max-bytes=0 max-time=0 leaky-type=downstream "
         "! videoscale add-borders=true ! videoconvert ! videorate "
         f"! video/x-raw,format=I420,width={config.width},height={config.height},"
@@ -49,20 +52,26 @@ def media_pipeline(config: StreamConfig, encoder: Encoder) -> str:
     )
 
 
-def _nice_streaming_thread(_bus: Any, message: Any, gst: Any) -> Any:
-    """Bus sync handler: a stream-status ENTER message is posted from the new streaming
-    thread itself, so its priority can be lowered here (threads the encoder starts later
-    inherit it)."""
-    if message.type == gst.MessageType.STREAM_STATUS:
-        kind, _owner = message.parse_stream_status()
-        if kind == gst.StreamStatusType.ENTER:
-            try:
-                tid = threading.get_native_id()
-                if os.getpriority(os.PRIO_PROCESS, tid) < STREAM_NICE:
-                    os.setpriority(os.PRIO_PROCESS, tid, STREAM_NICE)
-            except OSError:  # not allowed: keep the priority
-                pass
-    return gst.BusSyncReply.PASS
+def nice_streaming_threads() -> None:
+    """Lower the priority of the media's streaming threads (and the encoder's workers, which
+    inherit their name), found by name. Done from the feed thread, not by a bus sync handler
+    in the streaming threads themselves: Python there must take the GIL from inside the
+    pipeline, and with that handler a new client sometimes got no frame for 20 s and then
+    "503 Service Unavailable" (1 test in 6)."""
+    try:
+        tasks = os.listdir(TASKS)
+    except OSError:  # not Linux: keep the priorities
+        return
+    for task in tasks:
+        try:
+            with open(f"{TASKS}/{task}/comm", encoding="utf-8") as comm:
+                if not comm.read().startswith(STREAMING_THREAD):
+                    continue
+            tid = int(task)
+            if os.getpriority(os.PRIO_PROCESS, tid) < STREAM_NICE:
+                os.setpriority(os.PRIO_PROCESS, tid, STREAM_NICE)
+        except (OSError, ValueError):  # the thread ended meanwhile, or not allowed
+            continue
 
 
 class RtspServer:
@@ -132,10 +141,7 @@ class RtspServer:
     # ------------------------------------------------------------------ GLib thread
 
     def _media_configure(self, _factory: Any, media: Any, feed: MountFeed) -> None:
-        appsrc = media.get_element().get_by_name("src")
-        pipeline = media.get_element().get_parent()
-        if pipeline is not None:
-            pipeline.get_bus().set_sync_handler(_nice_streaming_thread, self._stack.Gst)
+        appsrc = media.get_element().get_by_name(SOURCE)
         media.connect("unprepared", lambda _media: feed.detach(appsrc))
         feed.attach(appsrc)
 
