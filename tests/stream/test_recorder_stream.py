@@ -18,7 +18,7 @@ from maskwatch.config import StreamConfig
 from maskwatch.decision import FrameOutcome
 from maskwatch.events import EventBus
 from maskwatch.stream import RecorderStream
-from maskwatch.stream.rtsp_server import STREAM_NICE, STREAMING_THREAD
+from maskwatch.stream.rtsp_server import STREAM_NICE, streaming_thread_ids
 from maskwatch.types import Frame
 
 from rtsp_client import RtspTcpClient
@@ -117,14 +117,11 @@ def test_no_client_means_no_subscription_and_no_encoding(bus: EventBus) -> None:
 
 
 def streaming_thread_priorities() -> list[int]:
-    """The nice values of this process's threads that GStreamer named after the media's
-    ``appsrc`` (its streaming thread and the encoder's workers, which inherit the name)."""
+    """The nice values of the media's streaming threads and the encoder's workers."""
     found = []
-    for task in os.listdir("/proc/self/task"):
+    for tid in streaming_thread_ids():
         try:
-            with open(f"/proc/self/task/{task}/comm", encoding="utf-8") as comm:
-                if comm.read().startswith(STREAMING_THREAD):
-                    found.append(os.getpriority(os.PRIO_PROCESS, int(task)))
+            found.append(os.getpriority(os.PRIO_PROCESS, tid))
         except OSError:  # the thread ended meanwhile
             continue
     return found

@@ -52,25 +52,34 @@ def media_pipeline(config: StreamConfig, encoder: Encoder) -> str:
     )
 
 
-def nice_streaming_threads() -> None:
-    """Lower the priority of the media's streaming threads (and the encoder's workers, which
-    inherit their name), found by name. Done from the feed thread, not by a bus sync handler
-    in the streaming threads themselves: Python there must take the GIL from inside the
-    pipeline, and with that handler a new client sometimes got no frame for 20 s and then
-    "503 Service Unavailable" (1 test in 6)."""
+def streaming_thread_ids() -> list[int]:
+    """The ids of this process's threads that GStreamer named after the media's ``appsrc``:
+    its streaming thread and the encoder's workers, which inherit the name (none: not Linux)."""
+    found = []
     try:
         tasks = os.listdir(TASKS)
-    except OSError:  # not Linux: keep the priorities
-        return
+    except OSError:
+        return found
     for task in tasks:
         try:
             with open(f"{TASKS}/{task}/comm", encoding="utf-8") as comm:
-                if not comm.read().startswith(STREAMING_THREAD):
-                    continue
-            tid = int(task)
+                if comm.read().startswith(STREAMING_THREAD):
+                    found.append(int(task))
+        except (OSError, ValueError):  # the thread ended meanwhile
+            continue
+    return found
+
+
+def nice_streaming_threads() -> None:
+    """Lower the priority of the media's streaming threads. Done from the feed thread, not by
+    a bus sync handler in the streaming threads themselves: Python there must take the GIL
+    from inside the pipeline, and with that handler a new client sometimes got no frame for
+    20 s and then "503 Service Unavailable" (2 runs in 11 of a service test)."""
+    for tid in streaming_thread_ids():
+        try:
             if os.getpriority(os.PRIO_PROCESS, tid) < STREAM_NICE:
                 os.setpriority(os.PRIO_PROCESS, tid, STREAM_NICE)
-        except (OSError, ValueError):  # the thread ended meanwhile, or not allowed
+        except OSError:  # the thread ended meanwhile, or not allowed
             continue
 
 
